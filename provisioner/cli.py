@@ -1,0 +1,114 @@
+"""The `kubelab` command line: parse, call one function, print. No logic of its own.
+
+Only the standard library is imported at start-up so `kubelab --help` and `kubelab plan` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from provisioner import spec as spec_mod
+
+EXIT_USAGE = 2
+
+
+def _spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every spec key as a flag; defaults are shown, the parser itself defaults to None (= not given)."""
+    parser.add_argument("-f", "--file", type=Path, metavar="LAB.yaml", help="lab file; flags override its keys")
+    group = parser.add_argument_group("lab settings (also lab-file keys, see README)")
+    for option in spec_mod.OPTIONS:
+        if option.type is dict:
+            continue
+        default = "off" if option.type is bool else option.default
+        help_text = f"{option.help} (default: {default})"
+        names = [option.flag]
+        if option.key == "kubernetes_version":
+            names.append("--k8s-version")
+        if option.key == "inventory":
+            names.insert(0, "-i")
+        if option.type is bool:
+            group.add_argument(*names, dest=option.key, action="store_true", default=None, help=help_text)
+        else:
+            group.add_argument(
+                *names, dest=option.key, type=option.type, default=None, choices=option.choices,
+                metavar=option.metavar, help=help_text,
+            )
+
+
+def load_spec(args: argparse.Namespace) -> spec_mod.LabSpec:
+    """Lab file + flags -> validated spec; warnings go to stderr."""
+    file_values = spec_mod.load_lab_file(args.file) if args.file else {}
+    flag_values = {o.key: getattr(args, o.key, None) for o in spec_mod.OPTIONS if o.type is not dict}
+    spec = spec_mod.build_spec(file_values, flag_values)
+    for warning in spec_mod.validate(spec, spec_mod.HostInfo.detect()):
+        print(f"warning: {warning}", file=sys.stderr)
+    return spec
+
+
+def _plan(args: argparse.Namespace):  # -> Plan
+    from provisioner.plan import make_plan
+
+    return make_plan(load_spec(args), arch=spec_mod.HostInfo.detect().arch)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from provisioner.plan import describe
+
+    plan = _plan(args)
+    print(describe(plan))
+    if args.write:
+        _write(plan, args.out)
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    _write(_plan(args), args.out)
+    return 0
+
+
+def _write(plan, out: Path | None) -> None:
+    from provisioner.lab import LabDir
+    from provisioner.render import write_lab
+
+    lab = LabDir(out) if out else LabDir.for_name(plan.spec.name)
+    changed = write_lab(plan, lab)
+    state = f"{len(changed)} file(s) written" if changed else "already up to date"
+    print(f"lab folder {lab.root}: {state}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubelab",
+        description="Build real multi-node kubeadm Kubernetes labs on local VMs, namespace nodes or your own hosts.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    plan = sub.add_parser("plan", help="show the nodes, addresses and versions of a lab; writes nothing")
+    _spec_arguments(plan)
+    plan.add_argument("--write", action="store_true", help="also render the lab folder (like `render`)")
+    plan.add_argument("--out", type=Path, metavar="DIR", help="lab folder (default: $KUBELAB_HOME/labs/NAME)")
+    plan.set_defaults(func=cmd_plan)
+
+    render = sub.add_parser("render", help="write the Vagrantfile, inventory and lab.json into a lab folder")
+    _spec_arguments(render)
+    render.add_argument("--out", type=Path, metavar="DIR", help="lab folder (default: $KUBELAB_HOME/labs/NAME)")
+    render.set_defaults(func=cmd_render)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except spec_mod.SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

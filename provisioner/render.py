@@ -1,0 +1,74 @@
+"""Plan -> files in the lab folder, from the Jinja2 templates in templates/."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+from provisioner import boxes, versions
+from provisioner.lab import REPO_ROOT, LabDir
+from provisioner.plan import Plan
+from provisioner.spec import LIBVIRT_KEYS
+
+TEMPLATES_DIR = REPO_ROOT / "templates"
+
+
+def _ruby_literal(value: Any) -> str:
+    """A Ruby literal for a string/number/bool; JSON strings are Ruby strings once '#' is escaped."""
+    return json.dumps(value).replace("#", "\\#")
+
+
+def _environment():  # -> jinja2.Environment (imported lazily: render is not on every command's path)
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["rb"] = _ruby_literal
+    env.filters["tojson"] = json.dumps
+    return env
+
+
+def render_files(plan: Plan) -> dict[str, str]:
+    """Relative path -> content for every file of the lab folder that comes from the plan."""
+    env = _environment()
+    spec = plan.spec
+    context = {
+        "spec": spec,
+        "plan": plan,
+        "netmask": str(ipaddress.IPv4Network(spec.node_subnet).netmask),
+        "libvirt_keys": tuple(LIBVIRT_KEYS),
+        "kube_vip_version": versions.KUBE_VIP_VERSION,
+        "artifacts_dir": str(Path(spec.artifacts).expanduser().resolve()) if spec.artifacts else None,
+        "groups": (("lb", plan.lbs), ("masters", plan.masters), ("workers", plan.workers)),
+    }
+    files = {
+        "inventory/hosts.yml": env.get_template("inventory.yml.j2").render(context),
+        "inventory/group_vars/all/lab.yml": env.get_template("group_vars.yml.j2").render(context),
+        "lab.json": json.dumps({"spec": spec.to_dict(), "arch": plan.arch}, indent=2, sort_keys=True) + "\n",
+    }
+    if spec.provider in (*boxes.VAGRANT_PROVIDERS, "auto"):
+        files["Vagrantfile"] = env.get_template("Vagrantfile.j2").render(context)
+    return files
+
+
+def write_lab(plan: Plan, lab: LabDir) -> list[Path]:
+    """Write the rendered files; files whose content is unchanged are left alone. Returns changed paths."""
+    changed = []
+    for relative, content in render_files(plan).items():
+        path = lab.root / relative
+        if path.is_file() and path.read_text() == content:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(content)
+        tmp.replace(path)
+        changed.append(path)
+    return changed

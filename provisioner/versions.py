@@ -1,0 +1,59 @@
+"""Every version kubelab knows about, in one place.
+
+Patch releases move monthly: a minor (``1.36``) is resolved to its newest patch by the package
+manager on the nodes; a patch (``1.36.4``) is pinned exactly. Sources: ../shared/REFERENCE.md.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Kubernetes minors that kubelab provisions and tests its configs for (newest last).
+SUPPORTED_MINORS: tuple[str, ...] = ("1.35", "1.36", "1.37")
+# 1.36 is the newest minor whose containerd compatibility is documented (2.2.0+, 2.3.0+).
+DEFAULT_KUBERNETES = "1.36"
+# kubeadm's v1beta4 config API arrived in 1.31; v1beta3 was removed in 1.37.
+KUBEADM_V1BETA4_SINCE = (1, 31)
+KUBEADM_V1BETA3_REMOVED = (1, 37)
+# From 1.29 admin.conf has no rights during `kubeadm init`: kube-vip needs super-admin.conf.
+SUPER_ADMIN_CONF_SINCE = (1, 29)
+
+# containerd: 2.3 is the LTS line. Config version 3 needs 2.0+, 1.x reads version 2.
+DEFAULT_CONTAINERD = "2.3.4"
+CONTAINERD_SOURCES: tuple[str, ...] = ("upstream", "distro")
+# Oldest containerd the kubelet of each minor supports (Kubernetes containerd matrix).
+CONTAINERD_MINIMUM: dict[str, str] = {"1.35": "1.7.28", "1.36": "2.2.0", "1.37": "2.2.0"}
+
+CNI_VERSIONS: dict[str, str] = {
+    "calico": "v3.33.0",
+    "flannel": "v0.28.9",
+    "cilium": "1.20.2",
+}
+CNIS: tuple[str, ...] = ("calico", "flannel", "cilium", "none")
+KUBE_VIP_VERSION = "v1.2.4"
+
+_VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
+
+
+def parse_kubernetes_version(text: str) -> tuple[int, int, int | None]:
+    """Split ``1.36`` or ``1.36.4`` (an optional leading ``v`` is accepted) into numbers."""
+    match = _VERSION_RE.match(text.strip())
+    if not match:
+        raise ValueError(f"'{text}' is not a Kubernetes version: use a minor like 1.36 or a patch like 1.36.4")
+    major, minor, patch = match.groups()
+    return int(major), int(minor), None if patch is None else int(patch)
+
+
+def minor_of(text: str) -> str:
+    major, minor, _ = parse_kubernetes_version(text)
+    return f"{major}.{minor}"
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def kubeadm_api_version(kubernetes_version: str) -> str:
+    """The kubeadm config API to render: v1beta4 from 1.31 on, v1beta3 before."""
+    major, minor, _ = parse_kubernetes_version(kubernetes_version)
+    return "kubeadm.k8s.io/v1beta4" if (major, minor) >= KUBEADM_V1BETA4_SINCE else "kubeadm.k8s.io/v1beta3"
