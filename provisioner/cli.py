@@ -32,8 +32,13 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(*names, dest=option.key, action="store_true", default=None, help=help_text)
         else:
             group.add_argument(
-                *names, dest=option.key, type=option.type, default=None, choices=option.choices,
-                metavar=option.metavar, help=help_text,
+                *names,
+                dest=option.key,
+                type=option.type,
+                default=None,
+                choices=option.choices,
+                metavar=option.metavar,
+                help=help_text,
             )
 
 

@@ -115,8 +115,11 @@ def make_plan(spec: LabSpec, arch: str = "amd64") -> Plan:
 def describe(plan: Plan) -> str:
     """The plan as a person reads it before anything is created."""
     spec = plan.spec
-    lb = {"haproxy": f"haproxy + keepalived on {len(plan.lbs)} node(s)", "kube-vip": "kube-vip on the masters",
-          "none": "none (single master)"}[spec.lb]
+    lb = {
+        "haproxy": f"haproxy + keepalived on {len(plan.lbs)} node(s)",
+        "kube-vip": "kube-vip on the masters",
+        "none": "none (single master)",
+    }[spec.lb]
     provider = spec.provider if spec.provider != "auto" else "auto (libvirt or virtualbox, chosen at `up`)"
     cni = f"{spec.cni} {plan.cni_version}" if plan.cni_version else spec.cni
     containerd = (

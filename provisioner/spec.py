@@ -42,31 +42,48 @@ class Option:
 # Defaults shown as "auto" are resolved from other keys (see LabSpec.resolve).
 OPTIONS: tuple[Option, ...] = (
     Option("name", str, "kubelab", "lab name: lowercase letters, digits and '-', at most 20 characters"),
-    Option("provider", str, "auto", "where nodes run; auto picks libvirt or virtualbox",
-           ("auto", *boxes.PROVIDERS)),
-    Option("os", str, "auto", "node OS; auto = ubuntu-24.04 (debian-12 for the local provider)",
-           ("auto", *boxes.OSES)),
+    Option("provider", str, "auto", "where nodes run; auto picks libvirt or virtualbox", ("auto", *boxes.PROVIDERS)),
+    Option("os", str, "auto", "node OS; auto = ubuntu-24.04 (debian-12 for the local provider)", ("auto", *boxes.OSES)),
     Option("box", str, None, "Vagrant box to use instead of the OS's default box", metavar="BOX"),
     Option("box_version", str, None, "Vagrant box version constraint, e.g. '>= 202510.0'", metavar="VER"),
     Option("masters", int, 3, "control-plane nodes (stacked etcd): 1, 3, 5 or 7", metavar="N"),
     Option("workers", int, 1, "worker nodes", metavar="N"),
-    Option("lb", str, "auto", "API load balancer; auto = haproxy for several masters, none for one",
-           ("auto", "haproxy", "kube-vip", "none")),
+    Option(
+        "lb",
+        str,
+        "auto",
+        "API load balancer; auto = haproxy for several masters, none for one",
+        ("auto", "haproxy", "kube-vip", "none"),
+    ),
     Option("lb_nodes", int, 2, "dedicated haproxy+keepalived nodes (1 or 2) when lb is haproxy", metavar="N"),
     Option("cni", str, "calico", "pod network", versions.CNIS),
-    Option("kubernetes_version", str, versions.DEFAULT_KUBERNETES,
-           "Kubernetes minor (" + ", ".join(versions.SUPPORTED_MINORS) + ") or patch like 1.36.4",
-           metavar="VER"),
+    Option(
+        "kubernetes_version",
+        str,
+        versions.DEFAULT_KUBERNETES,
+        "Kubernetes minor (" + ", ".join(versions.SUPPORTED_MINORS) + ") or patch like 1.36.4",
+        metavar="VER",
+    ),
     Option("allow_unsupported_version", bool, False, "accept a Kubernetes minor kubelab does not test"),
-    Option("containerd_source", str, "upstream", "containerd from upstream release binaries or the distro",
-           versions.CONTAINERD_SOURCES),
-    Option("containerd_version", str, versions.DEFAULT_CONTAINERD, "containerd version (upstream source)",
-           metavar="VER"),
+    Option(
+        "containerd_source",
+        str,
+        "upstream",
+        "containerd from upstream release binaries or the distro",
+        versions.CONTAINERD_SOURCES,
+    ),
+    Option(
+        "containerd_version", str, versions.DEFAULT_CONTAINERD, "containerd version (upstream source)", metavar="VER"
+    ),
     Option("pod_cidr", str, "10.244.0.0/16", "pod network CIDR (kubeadm podSubnet, CNI pool)", metavar="CIDR"),
     Option("service_cidr", str, "10.96.0.0/12", "service CIDR (kubeadm serviceSubnet)", metavar="CIDR"),
-    Option("node_subnet", str, "auto",
-           "node private network; auto = 192.168.56.0/24 (local provider: 10.77.X.0/24 from the name)",
-           metavar="CIDR"),
+    Option(
+        "node_subnet",
+        str,
+        "auto",
+        "node private network; auto = 192.168.56.0/24 (local provider: 10.77.X.0/24 from the name)",
+        metavar="CIDR",
+    ),
     Option("vip", str, "auto", "API virtual IP; auto = host .10 of the node subnet", metavar="IP"),
     Option("api_port", int, 6443, "API port on the virtual IP", metavar="PORT"),
     Option("master_cpus", int, 2, "CPUs per master", metavar="N"),
@@ -79,13 +96,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("artifacts", str, None, "artifacts folder for an offline lab", metavar="DIR"),
     Option("inventory", str, None, "Ansible inventory of existing machines (hosts provider)", metavar="FILE"),
     Option("strict", bool, False, "turn warnings (e.g. not enough host RAM) into errors"),
-    Option("libvirt", dict, None, "lab file only: libvirt options (driver, kernel, initrd, cmd_line, "
-           "storage_pool, management_network_address)"),
+    Option(
+        "libvirt",
+        dict,
+        None,
+        "lab file only: libvirt options (driver, kernel, initrd, cmd_line, storage_pool, management_network_address)",
+    ),
     Option("virtualbox", dict, None, "lab file only: VirtualBox options (linked_clone)"),
 )
 OPTIONS_BY_KEY: dict[str, Option] = {option.key: option for option in OPTIONS}
 LIBVIRT_KEYS: dict[str, type] = {
-    "driver": str, "kernel": str, "initrd": str, "cmd_line": str, "storage_pool": str,
+    "driver": str,
+    "kernel": str,
+    "initrd": str,
+    "cmd_line": str,
+    "storage_pool": str,
     "management_network_address": str,
 }
 VIRTUALBOX_KEYS: dict[str, type] = {"linked_clone": bool}
@@ -321,9 +346,7 @@ def _check_names(spec: LabSpec) -> None:
     _choice("cni", spec.cni)
     _choice("containerd_source", spec.containerd_source)
     if spec.provider == "local" and spec.os not in boxes.LOCAL_SUITES:
-        raise SpecError(
-            f"the local provider builds Debian nodes only: use --os {' or --os '.join(boxes.LOCAL_SUITES)}"
-        )
+        raise SpecError(f"the local provider builds Debian nodes only: use --os {' or --os '.join(boxes.LOCAL_SUITES)}")
     if spec.provider == "hosts" and not spec.inventory:
         raise SpecError("the hosts provider needs your machines: pass -i/--inventory FILE")
     if spec.inventory and spec.provider not in ("hosts", "auto"):
