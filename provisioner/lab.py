@@ -49,5 +49,10 @@ class LabDir:
         """Written by the provider: how Ansible reaches each node."""
         return self.inventory_dir / "connection.yml"
 
+    @property
+    def provider_vars(self) -> Path:
+        """Written by the provider: settings its nodes need (e.g. for container nodes)."""
+        return self.inventory_dir / "group_vars" / "all" / "provider.yml"
+
     def exists(self) -> bool:
         return self.spec_file.is_file()

@@ -10,6 +10,7 @@ from typing import Any
 from provisioner import boxes, versions
 from provisioner.lab import REPO_ROOT, LabDir
 from provisioner.plan import Plan
+from provisioner.providers.base import Connection
 from provisioner.spec import LIBVIRT_KEYS
 
 TEMPLATES_DIR = REPO_ROOT / "templates"
@@ -61,14 +62,32 @@ def render_files(plan: Plan) -> dict[str, str]:
 
 def write_lab(plan: Plan, lab: LabDir) -> list[Path]:
     """Write the rendered files; files whose content is unchanged are left alone. Returns changed paths."""
-    changed = []
-    for relative, content in render_files(plan).items():
-        path = lab.root / relative
-        if path.is_file() and path.read_text() == content:
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(content)
-        tmp.replace(path)
-        changed.append(path)
-    return changed
+    return [
+        path
+        for relative, content in render_files(plan).items()
+        if _write_if_changed(path := lab.root / relative, content)
+    ]
+
+
+def _write_if_changed(path: Path, content: str, mode: int = 0o644) -> bool:
+    if path.is_file() and path.read_text() == content:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(content)
+    tmp.chmod(mode)
+    tmp.replace(path)
+    return True
+
+
+def write_connections(lab: LabDir, connections: dict[str, Connection]) -> None:
+    """inventory/connection.yml: how Ansible reaches each node, as reported by the provider."""
+    hosts = {name: connections[name].ansible_vars() for name in sorted(connections)}
+    header = "# How Ansible reaches each node; written by the provider at `up`, do not edit.\n"
+    _write_if_changed(lab.connection_inventory, header + json.dumps({"all": {"hosts": hosts}}, indent=2) + "\n")
+
+
+def write_provider_vars(lab: LabDir, variables: dict[str, Any]) -> None:
+    """inventory/group_vars/all/provider.yml: settings a provider needs the playbooks to apply."""
+    header = "# Settings the provider needs on its nodes; written by the provider, do not edit.\n"
+    _write_if_changed(lab.provider_vars, header + json.dumps(variables, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,31 @@
+# `make lab`: the default lab. `make test`: every test. `make test-fast`: unit and render tests only.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: lab test test-fast lint venv host-deps
+
+lab: venv
+	$(BIN)/kubelab up
+
+test: venv host-deps
+	$(BIN)/ruff check provisioner tests bench
+	$(BIN)/python -m pytest -q -ra tests
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -ra tests/unit tests/render
+
+lint: venv
+	$(BIN)/ruff check provisioner tests bench
+	$(BIN)/ruff format --check provisioner tests bench
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+host-deps:
+	scripts/install-host-deps.sh
