@@ -39,6 +39,16 @@ class Option:
         return "--" + self.key.replace("_", "-")
 
 
+LIBVIRT_KEYS: dict[str, type] = {
+    "driver": str,
+    "kernel": str,
+    "initrd": str,
+    "cmd_line": str,
+    "storage_pool_name": str,
+    "management_network_address": str,
+}
+VIRTUALBOX_KEYS: dict[str, type] = {"linked_clone": bool}
+
 # Defaults shown as "auto" are resolved from other keys (see LabSpec.resolve).
 OPTIONS: tuple[Option, ...] = (
     Option("name", str, "kubelab", "lab name: lowercase letters, digits and '-', at most 20 characters"),
@@ -96,24 +106,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("artifacts", str, None, "artifacts folder for an offline lab", metavar="DIR"),
     Option("inventory", str, None, "Ansible inventory of existing machines (hosts provider)", metavar="FILE"),
     Option("strict", bool, False, "turn warnings (e.g. not enough host RAM) into errors"),
-    Option(
-        "libvirt",
-        dict,
-        None,
-        "lab file only: libvirt options (driver, kernel, initrd, cmd_line, storage_pool, management_network_address)",
-    ),
-    Option("virtualbox", dict, None, "lab file only: VirtualBox options (linked_clone)"),
+    Option("libvirt", dict, None, "lab file only: libvirt provider options: " + ", ".join(LIBVIRT_KEYS)),
+    Option("virtualbox", dict, None, "lab file only: VirtualBox provider options: " + ", ".join(VIRTUALBOX_KEYS)),
 )
 OPTIONS_BY_KEY: dict[str, Option] = {option.key: option for option in OPTIONS}
-LIBVIRT_KEYS: dict[str, type] = {
-    "driver": str,
-    "kernel": str,
-    "initrd": str,
-    "cmd_line": str,
-    "storage_pool": str,
-    "management_network_address": str,
-}
-VIRTUALBOX_KEYS: dict[str, type] = {"linked_clone": bool}
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 MASTER_COUNTS = (1, 3, 5, 7)
@@ -247,6 +243,8 @@ def load_lab_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or root is None:
         raise SpecError(f"{path}: a lab file is a YAML mapping of keys such as 'masters: 3'")
     lines = {str(key.value): key.start_mark.line + 1 for key, _ in root.value}
+    # YAML reads `kubernetes_version: 1.30` as the float 1.3: keep the text as written instead.
+    raw = {str(key.value): node.value for key, node in root.value if isinstance(node, yaml.ScalarNode)}
     for key, value in data.items():
         where = f"{path}:{lines.get(str(key), '?')}"
         option = OPTIONS_BY_KEY.get(str(key))
@@ -254,6 +252,8 @@ def load_lab_file(path: Path) -> dict[str, Any]:
             hint = difflib.get_close_matches(str(key), OPTIONS_BY_KEY, n=1)
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
             raise SpecError(f"{where}: unknown key '{key}'{suggestion}; see README 'Lab file keys'")
+        if option.type is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = data[key] = raw[str(key)]
         _check_type(option, value, where)
         if option.type is dict:
             _check_sub_keys(option.key, value, where)
@@ -263,10 +263,7 @@ def load_lab_file(path: Path) -> dict[str, Any]:
 def _check_type(option: Option, value: Any, where: str) -> None:
     if value is None:
         return
-    ok = isinstance(value, option.type) and not (option.type is int and isinstance(value, bool))
-    if option.type is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        ok = option.key in {"kubernetes_version", "containerd_version", "box_version"}
-    if not ok:
+    if not isinstance(value, option.type) or (option.type is int and isinstance(value, bool)):
         expected = {int: "a whole number", str: "a string", bool: "true or false", dict: "a mapping"}[option.type]
         raise SpecError(f"{where}: '{option.key}' must be {expected}, got {value!r}")
 
@@ -286,9 +283,6 @@ def build_spec(file_values: dict[str, Any] | None = None, flag_values: dict[str,
     merged: dict[str, Any] = {}
     for source in (file_values or {}, flag_values or {}):
         merged.update({key: value for key, value in source.items() if value is not None})
-    for key in ("kubernetes_version", "containerd_version", "box_version"):
-        if key in merged:
-            merged[key] = str(merged[key])
     return resolve(LabSpec(**merged))
 
 
