@@ -5,6 +5,7 @@ packages=(
   debootstrap iptables iproute2 openssh-client rsync
   vagrant vagrant-libvirt
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients dnsmasq-base
+  apt-cacher-ng skopeo busybox-static
 )
 missing=()
 for pkg in "${packages[@]}"; do
