@@ -1,0 +1,78 @@
+"""Run kubectl for the cluster checks: the host's kubectl with the lab kubeconfig, or kubectl on the first master.
+
+Either way the API is reached through the lab's control-plane endpoint (the VIP): the lab kubeconfig and the
+masters' /etc/kubernetes/admin.conf both point there.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ADMIN_CONF = "/etc/kubernetes/admin.conf"
+
+
+class KubectlError(Exception):
+    """kubectl exited non-zero; the message holds the command and what it printed."""
+
+
+@dataclass(frozen=True)
+class Result:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+class Kubectl:
+    """`kubectl ARGS` on the host (lab kubeconfig) or on a master (admin.conf, through a testinfra host)."""
+
+    def __init__(self, kubeconfig: Path | None = None, master: Any = None, master_name: str = "") -> None:
+        if (kubeconfig is None) == (master is None):
+            raise ValueError("give either a kubeconfig (host kubectl) or a master host")
+        self.kubeconfig = kubeconfig
+        self.master = master
+        self.where = f"kubectl on {master_name}" if master is not None else f"kubectl --kubeconfig {kubeconfig}"
+
+    def run(self, *args: str, stdin: str | None = None, check: bool = True, timeout: int = 120) -> Result:
+        if self.master is not None:
+            command = " ".join(shlex.quote(a) for a in ("kubectl", "--kubeconfig", ADMIN_CONF, *args))
+            if stdin is not None:
+                command = f"printf %s {shlex.quote(stdin)} | {command}"
+            out = self.master.run(f"timeout {timeout} {command}")
+            result = Result(out.rc, out.stdout, out.stderr)
+        else:
+            try:
+                done = subprocess.run(
+                    ["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
+                    input=stdin,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                )
+            except subprocess.TimeoutExpired:
+                raise KubectlError(f"kubectl {' '.join(args)}: no answer within {timeout} s") from None
+            result = Result(done.returncode, done.stdout, done.stderr)
+        if check and result.rc != 0:
+            raise KubectlError(f"kubectl {' '.join(args)} failed (exit {result.rc}): {result.stderr.strip()[:400]}")
+        return result
+
+    def json(self, *args: str, check: bool = True) -> Any:
+        return json.loads(self.run(*args, "-o", "json", check=check).stdout)
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        self.run("apply", "-f", "-", stdin=json.dumps(manifest))
+
+
+def choose(mode: str, kubeconfig: Path, master: Any, master_name: str) -> Kubectl:
+    """mode auto: the host's kubectl when it and the lab kubeconfig exist, else kubectl on the first master."""
+    host_ok = shutil.which("kubectl") is not None and kubeconfig.is_file()
+    if mode == "host" or (mode == "auto" and host_ok):
+        if not host_ok:
+            raise KubectlError(f"--kubectl host needs kubectl on PATH and {kubeconfig}")
+        return Kubectl(kubeconfig=kubeconfig)
+    return Kubectl(master=master, master_name=master_name)

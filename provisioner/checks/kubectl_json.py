@@ -1,0 +1,165 @@
+"""Parsers for what the cluster checks read from `kubectl ... -o json` and `etcdctl ... -w json`.
+
+Pure functions: each returns the problems it finds as sentences (empty list = healthy), so a failing check
+shows the observed value. Unit-tested on real output shapes in tests/unit/samples/.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# Namespaces whose pods the CNI runs in (besides kube-system), and the label of its per-node agent pod.
+CNI_NAMESPACES: dict[str, tuple[str, ...]] = {
+    "calico": ("tigera-operator", "calico-system", "calico-apiserver"),
+    "flannel": ("kube-flannel",),
+    "cilium": (),
+    "none": (),
+}
+CNI_NODE_AGENT: dict[str, tuple[str, str]] = {
+    "calico": ("k8s-app", "calico-node"),
+    "flannel": ("app", "flannel"),
+    "cilium": ("k8s-app", "cilium"),
+}
+
+
+def _items(document: str | dict[str, Any]) -> list[dict[str, Any]]:
+    data = json.loads(document) if isinstance(document, str) else document
+    return list(data.get("items", []))
+
+
+def kubeconfig_server(config_view: str) -> str:
+    """The API server URL of the current context, from `kubectl config view --minify -o json`."""
+    clusters = json.loads(config_view).get("clusters") or []
+    if not clusters:
+        raise ValueError("the kubeconfig has no cluster for its current context")
+    return str(clusters[0]["cluster"]["server"])
+
+
+def readyz_failures(verbose_output: str) -> list[str]:
+    """Failed checks of `kubectl get --raw='/readyz?verbose'` ("[-]etcd failed: ..." lines)."""
+    lines = [line.strip() for line in verbose_output.splitlines() if line.strip()]
+    failed = [line[3:] for line in lines if line.startswith("[-]")]
+    if not failed and not any(line.endswith("check passed") for line in lines):
+        failed.append(f"unexpected /readyz answer: {verbose_output.strip()[:200]!r}")
+    return failed
+
+
+def node_summary(nodes: str | dict[str, Any]) -> dict[str, dict[str, str]]:
+    """`kubectl get nodes -o json` -> name -> {ready, reason, internal_ip, kubelet}."""
+    summary = {}
+    for node in _items(nodes):
+        status = node.get("status", {})
+        ready = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
+        addresses = {a.get("type"): a.get("address") for a in status.get("addresses", [])}
+        summary[node["metadata"]["name"]] = {
+            "ready": str(ready.get("status", "Unknown")),
+            "reason": str(ready.get("reason") or ready.get("message") or ""),
+            "internal_ip": str(addresses.get("InternalIP") or ""),
+            "kubelet": str(status.get("nodeInfo", {}).get("kubeletVersion", "")),
+        }
+    return summary
+
+
+def node_problems(nodes: str | dict[str, Any], expected: dict[str, str]) -> list[str]:
+    """Every expected node registered, Ready, with INTERNAL-IP = its private IP; no unexpected nodes."""
+    seen = node_summary(nodes)
+    problems = [f"{name}: not registered in the cluster" for name in sorted(set(expected) - set(seen))]
+    problems += [f"{name}: unexpected node (not in the lab inventory)" for name in sorted(set(seen) - set(expected))]
+    for name in sorted(set(seen) & set(expected)):
+        node = seen[name]
+        if node["ready"] != "True":
+            problems.append(f"{name}: Ready={node['ready']} ({node['reason'] or 'no reason given'})")
+        if node["internal_ip"] != expected[name]:
+            problems.append(f"{name}: INTERNAL-IP {node['internal_ip'] or 'missing'}, expected {expected[name]}")
+    return problems
+
+
+def _container_problem(status: dict[str, Any]) -> str | None:
+    if status.get("ready"):
+        return None
+    state = status.get("state", {})
+    for kind in ("waiting", "terminated"):
+        if kind in state:
+            detail = state[kind].get("reason") or kind
+            break
+    else:
+        detail = "running, not ready" if "running" in state else "no state"
+    restarts = status.get("restartCount", 0)
+    return f"container {status.get('name')} {detail}" + (f" (restarts {restarts})" if restarts else "")
+
+
+def pod_problems(pods: str | dict[str, Any], namespaces: tuple[str, ...]) -> list[str]:
+    """Pods in the namespaces that are not Running with every container ready (completed pods are fine)."""
+    problems = []
+    for pod in _items(pods):
+        meta, status = pod["metadata"], pod.get("status", {})
+        if meta.get("namespace") not in namespaces:
+            continue
+        phase = status.get("phase", "Unknown")
+        if phase == "Succeeded":
+            continue
+        where = f"{meta['namespace']}/{meta['name']}" + (
+            f" on {pod['spec']['nodeName']}" if pod.get("spec", {}).get("nodeName") else ""
+        )
+        details = [d for d in map(_container_problem, status.get("containerStatuses", [])) if d]
+        if phase != "Running" or details:
+            reason = status.get("reason") or ""
+            problems.append(f"{where}: {phase}" + (f" {reason}" if reason else "") + "".join(f"; {d}" for d in details))
+    return problems
+
+
+def pods_with_label(pods: str | dict[str, Any], key: str, value: str) -> list[dict[str, Any]]:
+    return [p for p in _items(pods) if (p["metadata"].get("labels") or {}).get(key) == value]
+
+
+def agent_problems(pods: str | dict[str, Any], cni: str, nodes: list[str]) -> list[str]:
+    """The CNI's per-node agent pod exists on every node."""
+    if cni not in CNI_NODE_AGENT:
+        return []
+    key, value = CNI_NODE_AGENT[cni]
+    placed = {p.get("spec", {}).get("nodeName") for p in pods_with_label(pods, key, value)}
+    return [f"{node}: no {cni} agent pod ({key}={value})" for node in nodes if node not in placed]
+
+
+def running_pods_by_node(pods: str | dict[str, Any], key: str, value: str) -> dict[str, tuple[str, str]]:
+    """node -> (pod name, pod IP) of Running, ready pods with the label."""
+    result = {}
+    for pod in pods_with_label(pods, key, value):
+        status = pod.get("status", {})
+        ready = all(c.get("ready") for c in status.get("containerStatuses", [])) and status.get("containerStatuses")
+        if status.get("phase") == "Running" and ready and status.get("podIP"):
+            result[pod["spec"]["nodeName"]] = (pod["metadata"]["name"], status["podIP"])
+    return result
+
+
+def etcd_member_problems(member_list: str, masters: dict[str, str]) -> list[str]:
+    """`etcdctl member list -w json`: exactly one started member per master, peer URL on its private IP."""
+    members = json.loads(member_list).get("members") or []
+    problems = []
+    names = []
+    for member in members:
+        name = member.get("name") or ""
+        if not name:
+            problems.append(f"member {member.get('ID')} is not started (peer {member.get('peerURLs')})")
+            continue
+        names.append(name)
+        if member.get("isLearner"):
+            problems.append(f"{name}: still a learner")
+        ip = masters.get(name)
+        if ip and not any(f"//{ip}:" in url for url in member.get("peerURLs", [])):
+            problems.append(f"{name}: peer URLs {member.get('peerURLs')} are not on {ip}")
+    problems += [f"{name}: not an etcd member" for name in sorted(set(masters) - set(names))]
+    problems += [f"{name}: etcd member but not a master of the lab" for name in sorted(set(names) - set(masters))]
+    return problems
+
+
+def etcd_health_problems(endpoint_health: str, expected_endpoints: int) -> list[str]:
+    """`etcdctl endpoint health --cluster -w json`: every endpoint healthy, as many as there are masters."""
+    entries = json.loads(endpoint_health)
+    problems = [
+        f"{e.get('endpoint')}: unhealthy ({e.get('error') or 'no error given'})" for e in entries if not e.get("health")
+    ]
+    if len(entries) != expected_endpoints:
+        problems.append(f"{len(entries)} endpoints answered, expected {expected_endpoints}")
+    return problems

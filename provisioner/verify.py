@@ -1,0 +1,147 @@
+"""`kubelab verify`: run the testinfra checks in provisioner/checks/ against a lab and report per node and check.
+
+pytest runs in a subprocess (its plugins and module cache stay out of kubelab's process) with testinfra's
+Ansible backend on the lab's inventory. Results: a table on stdout, `verify/junit.xml`, `verify/summary.json`
+and the full pytest output in `verify/pytest.log`, all in the lab folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from provisioner.lab import REPO_ROOT, LabDir
+
+CHECKS_DIR = Path(__file__).resolve().parent / "checks"
+GROUPS: tuple[str, ...] = ("nodes", "lb", "cluster", "workloads")
+DEFAULT_GROUPS = frozenset({"nodes", "lb", "cluster"})
+LABELS = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "N/A"}
+PYTEST_USAGE_ERRORS = (2, 3, 4)
+
+
+class VerifyError(Exception):
+    """verify cannot run (no lab, unknown group, pytest could not start); the message says what to do."""
+
+
+def parse_groups(text: str | None) -> set[str] | None:
+    """`--only nodes,lb` -> {"nodes", "lb"}; unknown names are an error naming the known ones."""
+    if not text:
+        return None
+    names = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = names - set(GROUPS)
+    if unknown:
+        raise VerifyError(f"unknown check group(s) {', '.join(sorted(unknown))}; choose from {', '.join(GROUPS)}")
+    return names
+
+
+def results_dir(lab: LabDir) -> Path:
+    return lab.root / "verify"
+
+
+def pytest_argv(lab: LabDir, groups: set[str], phases: set[str] | None = None, kubectl: str = "auto") -> list[str]:
+    out = results_dir(lab)
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *(str(CHECKS_DIR / f"test_{group}.py") for group in GROUPS if group in groups),
+        "-c",
+        os.devnull,
+        "--rootdir",
+        str(CHECKS_DIR),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rfE",
+        "--hosts=ansible://all",
+        f"--ansible-inventory={lab.inventory_dir}",
+        f"--kubelab-lab={lab.root}",
+        f"--kubelab-json={out / 'results.json'}",
+        f"--kubelab-kubectl={kubectl}",
+        f"--junitxml={out / 'junit.xml'}",
+        "-o",
+        "junit_family=xunit2",
+        "-o",
+        "junit_suite_name=kubelab-verify",
+    ]
+    if phases is not None:
+        argv.append("--kubelab-phases=" + (",".join(sorted(phases)) or "none"))
+    return argv
+
+
+def _environment() -> dict[str, str]:
+    """ansible-inventory from this interpreter's bin dir; the project's ansible.cfg unless the user set one."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    config = REPO_ROOT / "playbooks" / "ansible.cfg"
+    if "ANSIBLE_CONFIG" not in env and config.is_file():
+        env["ANSIBLE_CONFIG"] = str(config)
+    return env
+
+
+def format_table(rows: list[dict[str, str]]) -> str:
+    """One line per group/node/check: the result, and the observed value when a check fails or does not apply."""
+    header = ("GROUP", "NODE", "CHECK", "RESULT")
+    lines = [(r["group"], r["node"], r["check"], LABELS.get(r["outcome"], r["outcome"].upper())) for r in rows]
+    widths = [max(len(x[i]) for x in [header, *lines]) for i in range(4)]
+    out = []
+    for (group, node, check, result), row in zip([header, *lines], [None, *rows], strict=True):
+        text = "  ".join(value.ljust(width) for value, width in zip((group, node, check, result), widths, strict=True))
+        if row and row["message"]:
+            text += "  " + row["message"]
+        out.append(text.rstrip())
+    return "\n".join(out)
+
+
+def summarise(rows: list[dict[str, str]]) -> dict[str, int]:
+    totals = {outcome: 0 for outcome in LABELS}
+    for row in rows:
+        totals[row["outcome"]] = totals.get(row["outcome"], 0) + 1
+    return totals
+
+
+def run_verify(
+    lab: LabDir,
+    only: set[str] | None = None,
+    workloads: bool = False,
+    phases: set[str] | None = None,
+    kubectl: str = "auto",
+    out: TextIO | None = None,
+) -> int:
+    """Run the selected check groups against the lab; print the table; 0 when nothing failed.
+
+    `phases` overrides the finished phases read from the lab's state (None: read them, or treat all as done).
+    """
+    out = out or sys.stdout
+    if not lab.hosts_inventory.is_file():
+        raise VerifyError(f"{lab.root} has no inventory: create the lab first (`kubelab up`)")
+    if not lab.connection_inventory.is_file():
+        raise VerifyError(f"{lab.connection_inventory} is missing: the lab's nodes are not up (`kubelab up`)")
+    groups = set(only or DEFAULT_GROUPS) | ({"workloads"} if workloads else set())
+    folder = results_dir(lab)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").unlink(missing_ok=True)
+    log = folder / "pytest.log"
+    with log.open("w") as stream:
+        done = subprocess.run(
+            pytest_argv(lab, groups, phases, kubectl), stdout=stream, stderr=subprocess.STDOUT, env=_environment()
+        )
+    if done.returncode in PYTEST_USAGE_ERRORS or not (folder / "results.json").is_file():
+        tail = "\n".join(log.read_text().splitlines()[-15:])
+        raise VerifyError(f"the checks could not run (pytest exit {done.returncode}); see {log}:\n{tail}")
+    rows = json.loads((folder / "results.json").read_text())["results"]
+    totals = summarise(rows)
+    summary = {"lab": str(lab.root), "groups": sorted(groups), "totals": totals, "results": rows}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(format_table(rows), file=out)
+    failed = totals["failed"] + totals["error"]
+    print(
+        f"\n{totals['passed']} passed, {failed} failed, {totals['skipped']} not applicable"
+        f" - {folder / 'summary.json'}, {folder / 'junit.xml'}",
+        file=out,
+    )
+    return 1 if failed or done.returncode not in (0, 5) else 0
