@@ -57,3 +57,18 @@ def kubeadm_api_version(kubernetes_version: str) -> str:
     """The kubeadm config API to render: v1beta4 from 1.31 on, v1beta3 before."""
     major, minor, _ = parse_kubernetes_version(kubernetes_version)
     return "kubeadm.k8s.io/v1beta4" if (major, minor) >= KUBEADM_V1BETA4_SINCE else "kubeadm.k8s.io/v1beta3"
+
+
+# Offline labs (artifacts.py). kubeadm's own images per minor, as `kubeadm config images list` prints them:
+# the pause, etcd and CoreDNS tags come from cmd/kubeadm/app/constants (PauseVersion, SupportedEtcdVersion,
+# CoreDNSVersion); the same for every patch seen (1.35.0-1.35.9, 1.36.0-1.36.5, 1.37.0-1.37.1).
+KUBEADM_IMAGE_TAGS: dict[str, dict[str, str]] = {
+    "1.35": {"pause": "3.10.1", "etcd": "3.6.6-0", "coredns": "v1.13.1"},
+    "1.36": {"pause": "3.10.2", "etcd": "3.6.8-0", "coredns": "v1.14.2"},
+    "1.37": {"pause": "3.10.2", "etcd": "3.7.0-0", "coredns": "v1.14.6"},
+}
+# Newest patch known per minor: an offline lab needs exact file names, so a bare minor is resolved to this
+# (`kubelab artifacts fetch` asks dl.k8s.io/release/stable-1.NN.txt instead).
+LATEST_PATCH: dict[str, str] = {"1.35": "1.35.9", "1.36": "1.36.5", "1.37": "1.37.1"}
+CNI_PLUGINS_VERSION = "v1.9.1"
+RUNC_VERSION = "1.5.1"

@@ -1,0 +1,604 @@
+"""Offline labs: the artifacts folder, what it must hold for a lab, its checks, and `fetch`.
+
+Layout of a folder (``kubelab up --artifacts DIR``)::
+
+    artifacts.json    the manifest: every file with kind, name, version and sha256
+    bin/              kubeadm, kubelet, kubectl (crictl optional: kubeadm needs it only before 1.32)  -- or --
+    debs/             kubeadm_*.deb kubelet_*.deb kubectl_*.deb cri-tools_*.deb kubernetes-cni_*.deb
+    cni/              cni-plugins-linux-ARCH-vX.tgz (the bin/ form only; the debs bring kubernetes-cni)
+    containerd/       containerd-X-linux-ARCH.tar.gz and runc.ARCH (containerd_source upstream only)
+    images/           one OCI or docker-archive tar per image reference
+    manifests/        the chosen CNI's manifest or chart
+
+Image references follow ``kubeadm config images list`` (versions.KUBEADM_IMAGE_TAGS) plus the images the
+CNI manifest names. ``check_artifacts`` reports every missing or corrupt file at once, before any node is
+touched. ``fetch`` fills a folder on a connected machine from the official download URLs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import tarfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from provisioner import versions
+from provisioner.spec import SpecError
+
+MANIFEST = "artifacts.json"
+MANIFEST_FORMAT = 1
+FORMS = ("bin", "debs")
+KUBE_BINARIES = ("kubeadm", "kubelet", "kubectl")
+DEBS = ("kubeadm", "kubelet", "kubectl", "cri-tools", "kubernetes-cni")
+DL_K8S = "https://dl.k8s.io/release"
+GITHUB = "https://github.com"
+
+# The CNI's manifest (file name, official URL) and the images it is expected to name. The manifest
+# itself is authoritative: once it is in the folder, the images are read from it (cni_images).
+CNI_MANIFESTS: dict[str, tuple[str, str]] = {
+    "calico": ("calico.yaml", "https://raw.githubusercontent.com/projectcalico/calico/{v}/manifests/calico.yaml"),
+    "flannel": ("kube-flannel.yml", GITHUB + "/flannel-io/flannel/releases/download/{v}/kube-flannel.yml"),
+    "cilium": ("cilium-{n}.tgz", "https://helm.cilium.io/cilium-{n}.tgz"),
+}
+CNI_EXPECTED_IMAGES: dict[str, tuple[str, ...]] = {
+    "calico": ("quay.io/calico/cni:{v}", "quay.io/calico/node:{v}", "quay.io/calico/kube-controllers:{v}"),
+    "flannel": ("ghcr.io/flannel-io/flannel:{v}", "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3"),
+    "cilium": ("quay.io/cilium/cilium:v{n}", "quay.io/cilium/operator-generic:v{n}"),
+}
+
+
+class ArtifactsError(SpecError):
+    """The artifacts folder cannot serve this lab; the message names every file to fix."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file an offline lab needs. ``path`` is relative to the folder (a glob for .deb files)."""
+
+    path: str
+    kind: str  # binary, tarball, deb, containerd, image, manifest
+    name: str  # e.g. kubeadm, cni-plugins, an image reference, a manifest file name
+    version: str
+    url: str | None = None  # official download; None for images (pulled and exported by a tool)
+    checksum_url: str | None = None  # the official sha256 file next to url
+
+    @property
+    def is_glob(self) -> bool:
+        return any(ch in self.path for ch in "*?[")
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What decides the folder's contents: versions, CNI, architecture and how Kubernetes is packaged."""
+
+    kubernetes_version: str  # an exact patch, e.g. 1.36.5
+    cni: str
+    arch: str = "amd64"
+    form: str = "bin"  # bin: plain binaries, debs: .deb packages
+    lb: str = "none"
+    containerd_source: str = "distro"
+    containerd_version: str = versions.DEFAULT_CONTAINERD
+    cni_images: tuple[str, ...] | None = field(default=None)  # read from the CNI manifest when known
+
+
+def exact_version(kubernetes_version: str) -> str:
+    """``1.36.5`` stays; a bare minor becomes the newest patch kubelab knows (versions.LATEST_PATCH)."""
+    major, minor, patch = versions.parse_kubernetes_version(kubernetes_version)
+    if patch is not None:
+        return f"{major}.{minor}.{patch}"
+    known = versions.LATEST_PATCH.get(f"{major}.{minor}")
+    if known is None:
+        raise ArtifactsError(
+            f"no known patch release of Kubernetes {major}.{minor}: pass an exact version such as {major}.{minor}.0"
+        )
+    return known
+
+
+def image_archive_name(reference: str) -> str:
+    """images/ file name for an image reference: registry.k8s.io/pause:3.10 -> registry.k8s.io_pause_3.10.tar."""
+    without_digest = reference.split("@", 1)[0]
+    return "images/" + re.sub(r"[/:]", "_", without_digest) + ".tar"
+
+
+def kubeadm_images(kubernetes_version: str) -> list[str]:
+    """The images `kubeadm config images list` prints for an exact version, in its order."""
+    minor = versions.minor_of(kubernetes_version)
+    tags = versions.KUBEADM_IMAGE_TAGS.get(minor)
+    if tags is None:
+        raise ArtifactsError(f"kubelab does not know kubeadm's images for Kubernetes {minor}")
+    tag = "v" + kubernetes_version.lstrip("v")
+    components = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
+    return [
+        *(f"registry.k8s.io/{name}:{tag}" for name in components),
+        f"registry.k8s.io/coredns/coredns:{tags['coredns']}",
+        f"registry.k8s.io/pause:{tags['pause']}",
+        f"registry.k8s.io/etcd:{tags['etcd']}",
+    ]
+
+
+def cni_manifest(cni: str) -> tuple[str, str] | None:
+    """(file name, official URL) of the CNI's manifest or chart; None for cni 'none'."""
+    if cni not in CNI_MANIFESTS:
+        return None
+    version = versions.CNI_VERSIONS[cni]
+    name, url = CNI_MANIFESTS[cni]
+    bare = version.lstrip("v")
+    return name.format(v=version, n=bare), url.format(v=version, n=bare)
+
+
+def expected_cni_images(cni: str) -> tuple[str, ...]:
+    version = versions.CNI_VERSIONS.get(cni, "")
+    return tuple(ref.format(v=version, n=version.lstrip("v")) for ref in CNI_EXPECTED_IMAGES.get(cni, ()))
+
+
+def required_artifacts(needs: Needs) -> list[Artifact]:
+    """Every file the folder must hold for a lab, with official URLs where there is a download."""
+    if needs.form not in FORMS:
+        raise ArtifactsError(f"unknown artifacts form '{needs.form}': use one of {', '.join(FORMS)}")
+    version = needs.kubernetes_version.lstrip("v")
+    if versions.parse_kubernetes_version(version)[2] is None:
+        raise ArtifactsError(f"artifacts need an exact Kubernetes version, not {version}")
+    arch, tag = needs.arch, f"v{version}"
+    found: list[Artifact] = []
+    if needs.form == "bin":
+        for name in KUBE_BINARIES:
+            url = f"{DL_K8S}/{tag}/bin/linux/{arch}/{name}"
+            found.append(Artifact(f"bin/{name}", "binary", name, tag, url, url + ".sha256"))
+        plugins = versions.CNI_PLUGINS_VERSION
+        file = f"cni-plugins-linux-{arch}-{plugins}.tgz"
+        url = f"{GITHUB}/containernetworking/plugins/releases/download/{plugins}/{file}"
+        found.append(Artifact(f"cni/{file}", "tarball", "cni-plugins", plugins, url, url + ".sha256"))
+    else:
+        # pkgs.k8s.io revisions vary (1.36.2-2.1, 1.36.4-1.1), so the version part is a glob.
+        for name in DEBS:
+            pinned = f"{version}-*" if name in KUBE_BINARIES else "*"
+            found.append(Artifact(f"debs/{name}_{pinned}_{arch}.deb", "deb", name, version if pinned != "*" else ""))
+    if needs.containerd_source == "upstream":
+        cv = needs.containerd_version
+        file = f"containerd-{cv}-linux-{arch}.tar.gz"
+        url = f"{GITHUB}/containerd/containerd/releases/download/v{cv}/{file}"
+        found.append(Artifact(f"containerd/{file}", "containerd", "containerd", cv, url, url + ".sha256sum"))
+        runc = f"{GITHUB}/opencontainers/runc/releases/download/v{versions.RUNC_VERSION}"
+        found.append(
+            Artifact(
+                f"containerd/runc.{arch}",
+                "containerd",
+                "runc",
+                versions.RUNC_VERSION,
+                f"{runc}/runc.{arch}",
+                f"{runc}/runc.sha256sum",
+            )
+        )
+    manifest = cni_manifest(needs.cni)
+    if manifest:
+        name, url = manifest
+        found.append(Artifact(f"manifests/{name}", "manifest", name, versions.CNI_VERSIONS[needs.cni], url))
+    images = kubeadm_images(version)
+    if needs.lb == "kube-vip":
+        images.append(f"ghcr.io/kube-vip/kube-vip:{versions.KUBE_VIP_VERSION}")
+    images += needs.cni_images if needs.cni_images is not None else expected_cni_images(needs.cni)
+    for ref in dict.fromkeys(images):
+        found.append(Artifact(image_archive_name(ref), "image", ref, ref.split("@")[0].rsplit(":", 1)[-1]))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading what a folder holds
+# ---------------------------------------------------------------------------------------------
+
+
+_IMAGE_LINE = re.compile(r"^\s*(?:-\s*)?image:\s*['\"]?([^\s'\"#]+)", re.MULTILINE)
+
+
+def manifest_images(text: str) -> list[str]:
+    """Image references named by `image:` lines of a Kubernetes YAML manifest (comments ignored)."""
+    lines = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    return list(dict.fromkeys(_IMAGE_LINE.findall(lines)))
+
+
+def chart_images(chart: Path) -> list[str]:
+    """Image references in a Helm chart's values.yaml (repository + tag [+ digest when useDigest])."""
+    import yaml
+
+    with tarfile.open(chart) as tar:
+        member = next((m for m in tar.getmembers() if m.name.count("/") == 1 and m.name.endswith("/values.yaml")), None)
+        if member is None:
+            raise ArtifactsError(f"{chart} is not a Helm chart: it has no values.yaml")
+        values = yaml.safe_load(tar.extractfile(member).read())  # type: ignore[union-attr]
+    refs: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            repo, tag = node.get("repository"), node.get("tag")
+            if isinstance(repo, str) and "/" in repo and isinstance(tag, str) and tag:
+                digest = node.get("digest")
+                pinned = f"@{digest}" if node.get("useDigest") and isinstance(digest, str) and digest else ""
+                refs.append(f"{repo}:{tag}{pinned}")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(values)
+    return list(dict.fromkeys(refs))
+
+
+def cni_images(folder: Path, cni: str) -> tuple[str, ...] | None:
+    """The images the folder's CNI manifest names; None when the manifest is not there yet."""
+    manifest = cni_manifest(cni)
+    if manifest is None:
+        return ()
+    path = folder / "manifests" / manifest[0]
+    if not path.is_file():
+        return None
+    if path.suffix == ".tgz":
+        return tuple(chart_images(path))
+    return tuple(manifest_images(path.read_text(errors="replace")))
+
+
+def archive_references(path: Path) -> list[str]:
+    """Image references an OCI (index.json annotations) or docker-archive (manifest.json) tar declares."""
+    refs: list[str] = []
+    with tarfile.open(path) as tar:
+        names = {m.name.lstrip("./"): m for m in tar.getmembers()}
+        if "index.json" in names:
+            index = json.load(tar.extractfile(names["index.json"]))  # type: ignore[arg-type]
+            for entry in index.get("manifests", []):
+                notes = entry.get("annotations") or {}
+                ref = notes.get("io.containerd.image.name") or notes.get("org.opencontainers.image.ref.name")
+                if ref:
+                    refs.append(ref)
+        if "manifest.json" in names:
+            for entry in json.load(tar.extractfile(names["manifest.json"])):  # type: ignore[arg-type]
+                refs.extend(entry.get("RepoTags") or [])
+    return list(dict.fromkeys(refs))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactsError(
+            f"artifacts folder {folder} has no {MANIFEST}: fill it with `kubelab artifacts fetch`, or write the "
+            f"manifest for files you put there yourself with `kubelab artifacts index {folder} --k8s-version V`"
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactsError(f"{path} is not a readable JSON manifest: {exc}") from None
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != MANIFEST_FORMAT
+        or not isinstance(data.get("artifacts"), list)
+    ):
+        raise ArtifactsError(f"{path} is not a kubelab artifacts manifest (format {MANIFEST_FORMAT})")
+    return data
+
+
+def detect_form(folder: Path, entries: Iterable[dict] = ()) -> str:
+    """bin when the folder (or its manifest) has bin/kubeadm, debs when it has a kubeadm .deb."""
+    paths = {str(e.get("path", "")) for e in entries}
+    if (folder / "bin" / "kubeadm").exists() or "bin/kubeadm" in paths:
+        return "bin"
+    if any(fnmatch.fnmatch(p, "debs/kubeadm_*.deb") for p in paths) or any((folder / "debs").glob("kubeadm_*.deb")):
+        return "debs"
+    return "bin"
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking a folder against a lab
+# ---------------------------------------------------------------------------------------------
+
+
+def needs_for(
+    spec, folder: Path | None = None, arch: str = "amd64", manifest: dict | None = None
+) -> Needs:  # spec: LabSpec
+    """The Needs of a lab spec; the patch and form come from the folder's manifest when there is one."""
+    version = spec.kubernetes_version
+    if manifest and versions.parse_kubernetes_version(version)[2] is None:
+        version = str(manifest.get("kubernetes_version", version))
+    elif versions.parse_kubernetes_version(version)[2] is None:
+        version = exact_version(version)
+    form = detect_form(folder, manifest.get("artifacts", []) if manifest else ()) if folder else "bin"
+    return Needs(
+        kubernetes_version=version.lstrip("v"),
+        cni=spec.cni,
+        arch=arch,
+        form=form,
+        lb=spec.lb,
+        containerd_source=spec.containerd_source,
+        containerd_version=spec.containerd_version,
+        cni_images=cni_images(folder, spec.cni) if folder else None,
+    )
+
+
+def check_artifacts(folder: Path | str, spec, arch: str = "amd64") -> Needs:  # spec: LabSpec
+    """Raise ArtifactsError naming every missing, unlisted or corrupt file; return what was checked.
+
+    Call before any node is touched: it reads only the folder.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ArtifactsError(f"artifacts folder {folder} does not exist (see `kubelab artifacts list`)")
+    manifest = load_manifest(folder)
+    problems: list[str] = []
+    have = str(manifest.get("kubernetes_version", "")).lstrip("v")
+    want = spec.kubernetes_version.lstrip("v")
+    if not have:
+        problems.append(f"{MANIFEST} does not say which Kubernetes version the folder holds (kubernetes_version)")
+    elif (versions.parse_kubernetes_version(want)[2] is None and versions.minor_of(have) != want) or (
+        versions.parse_kubernetes_version(want)[2] is not None and have != want
+    ):
+        problems.append(f"the folder holds Kubernetes {have}, the lab wants {want}")
+    if manifest.get("arch", arch) != arch:
+        problems.append(f"the folder holds {manifest.get('arch')} files, this lab's nodes are {arch}")
+    needs = needs_for(spec, folder, arch, manifest)
+    entries = {str(e.get("path")): e for e in manifest["artifacts"] if isinstance(e, dict)}
+    for artifact in required_artifacts(needs):
+        matches = (
+            [p for p in entries if fnmatch.fnmatch(p, artifact.path)]
+            if artifact.is_glob
+            else ([artifact.path] if artifact.path in entries else [])
+        )
+        if not matches:
+            on_disk = list(folder.glob(artifact.path))
+            what = f"{artifact.name} {artifact.version}".strip()
+            source = f", from {artifact.url}" if artifact.url else ""
+            if on_disk:
+                problems.append(f"{artifact.path}: present but not listed in {MANIFEST} ({what})")
+            else:
+                problems.append(f"missing {artifact.path} ({what}{source})")
+    for path, entry in entries.items():
+        problems.extend(_entry_problems(folder, path, entry))
+    if problems:
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise ArtifactsError(
+            f"artifacts folder {folder} cannot serve Kubernetes {needs.kubernetes_version} with cni {spec.cni}:\n"
+            f"{listing}\nFill it with `kubelab artifacts fetch --k8s-version {needs.kubernetes_version} "
+            f"--cni {spec.cni} --out {folder}` on a connected machine (see `kubelab artifacts list`)."
+        )
+    return needs
+
+
+def _entry_problems(folder: Path, path: str, entry: dict) -> list[str]:
+    file = folder / path
+    if ".." in Path(path).parts or Path(path).is_absolute():
+        return [f"{MANIFEST} lists {path}, which is outside the folder"]
+    if not file.is_file():
+        return [f"missing {path} (listed in {MANIFEST})"]
+    expected = str(entry.get("sha256", "")).lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", expected):
+        return [f"{path}: {MANIFEST} has no valid sha256 for it"]
+    actual = sha256_file(file)
+    if actual != expected:
+        return [f"corrupt {path}: sha256 {actual[:12]}..., {MANIFEST} says {expected[:12]}..."]
+    if entry.get("kind") == "image":
+        try:
+            refs = archive_references(file)
+        except (tarfile.TarError, OSError, ValueError) as exc:
+            return [f"corrupt {path}: not an image archive ({exc})"]
+        if entry.get("name") not in refs:
+            return [f"{path} does not hold image {entry.get('name')} (it declares {', '.join(refs) or 'no name'})"]
+    return []
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the manifest and fetching
+# ---------------------------------------------------------------------------------------------
+
+
+def write_manifest(folder: Path, needs: Needs, sources: dict[str, str] | None = None) -> Path:
+    """artifacts.json for the files of ``needs`` present in the folder, with their sha256."""
+    entries = []
+    for artifact in required_artifacts(needs):
+        for file in sorted(folder.glob(artifact.path)) if artifact.is_glob else [folder / artifact.path]:
+            if not file.is_file():
+                continue
+            relative = file.relative_to(folder).as_posix()
+            entry = {"path": relative, "kind": artifact.kind, "name": artifact.name, "version": artifact.version}
+            entry["sha256"] = sha256_file(file)
+            if sources and relative in sources:
+                entry["source"] = sources[relative]
+            entries.append(entry)
+    data = {
+        "format": MANIFEST_FORMAT,
+        "kubernetes_version": needs.kubernetes_version,
+        "arch": needs.arch,
+        "form": needs.form,
+        "cni": needs.cni,
+        "cni_version": versions.CNI_VERSIONS.get(needs.cni),
+        "artifacts": entries,
+    }
+    path = folder / MANIFEST
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def parse_checksum(text: str, file_name: str) -> str:
+    """The sha256 for file_name from a .sha256 file: a bare digest, or `digest  name` lines."""
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
+            continue
+        if len(parts) == 1 or parts[-1].lstrip("*").rsplit("/", 1)[-1] == file_name:
+            return parts[0].lower()
+    raise ArtifactsError(f"no sha256 for {file_name} in its checksum file")
+
+
+def verify_download(file: Path, checksum_text: str, file_name: str) -> str:
+    """Compare a downloaded file with its official checksum; the digest, or ArtifactsError."""
+    expected = parse_checksum(checksum_text, file_name)
+    actual = sha256_file(file)
+    if actual != expected:
+        raise ArtifactsError(f"{file.name}: downloaded sha256 {actual} does not match the published {expected}")
+    return actual
+
+
+def _open(url: str):  # -> http.client.HTTPResponse
+    try:
+        return urllib.request.urlopen(url, timeout=60)
+    except (urllib.error.URLError, OSError) as exc:
+        raise ArtifactsError(f"cannot download {url}: {getattr(exc, 'reason', exc)}") from None
+
+
+def _download(url: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    with _open(url) as response, partial.open("wb") as out:
+        shutil.copyfileobj(response, out, 1 << 20)
+    partial.replace(target)
+
+
+def _read_url(url: str) -> str:
+    with _open(url) as response:
+        return response.read().decode()
+
+
+def resolve_patch(kubernetes_version: str, read_url: Callable[[str], str] = _read_url) -> str:
+    """An exact version; a bare minor is resolved with dl.k8s.io/release/stable-1.NN.txt."""
+    major, minor, patch = versions.parse_kubernetes_version(kubernetes_version)
+    if patch is not None:
+        return f"{major}.{minor}.{patch}"
+    return read_url(f"{DL_K8S}/stable-{major}.{minor}.txt").strip().lstrip("v")
+
+
+# Runs argv and raises on failure; fetch runs it on this machine.
+Runner = Callable[[list[str]], None]
+
+
+def _run(argv: list[str]) -> None:
+    subprocess.run(argv, check=True)
+
+
+def export_commands(
+    tool: str, reference: str, out: str, arch: str = "amd64", source: str | None = None
+) -> list[list[str]]:
+    """Commands that put one image into an archive ctr can import, named by its reference.
+
+    skopeo copies straight from the registry (or ``source``, e.g. ``oci:DIR:TAG``) into an OCI archive;
+    ctr pulls into a scratch namespace of a running containerd, then exports.
+    """
+    if tool == "skopeo":
+        src = source or f"docker://{reference}"
+        return [
+            ["skopeo", "copy", "--override-os", "linux", "--override-arch", arch, src, f"oci-archive:{out}:{reference}"]
+        ]
+    if tool == "ctr":
+        platform = f"linux/{arch}"
+        pull = ["ctr", "-n", "kubelab-fetch", "images", "pull", "--platform", platform, reference]
+        export = ["ctr", "-n", "kubelab-fetch", "images", "export", "--platform", platform, out, reference]
+        return [export] if source == "local" else [pull, export]
+    raise ArtifactsError(f"unknown image tool '{tool}': use skopeo or ctr")
+
+
+def pick_image_tool() -> str:
+    if shutil.which("skopeo"):
+        return "skopeo"
+    if shutil.which("ctr") and Path("/run/containerd/containerd.sock").exists():
+        return "ctr"
+    raise ArtifactsError(
+        "fetching images needs skopeo (apt-get install skopeo) or a running containerd with ctr on this machine"
+    )
+
+
+def fetch(
+    spec,  # LabSpec
+    out: Path,
+    arch: str = "amd64",
+    image_tool: str | None = None,
+    progress: Callable[[str], None] = print,
+    run: Runner = _run,
+) -> Path:
+    """Fill ``out`` from official sources, verify every published checksum, write artifacts.json.
+
+    Files already present with a matching checksum are kept, so an interrupted fetch resumes.
+    """
+    out = out.expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    version = resolve_patch(spec.kubernetes_version)
+    needs = Needs(
+        kubernetes_version=version,
+        cni=spec.cni,
+        arch=arch,
+        lb=spec.lb,
+        containerd_source=spec.containerd_source,
+        containerd_version=spec.containerd_version,
+    )
+    sources: dict[str, str] = {}
+    for artifact in required_artifacts(needs):
+        if artifact.kind == "image" or not artifact.url:
+            continue
+        target = out / artifact.path
+        sources[artifact.path] = artifact.url
+        checksum = _read_url(artifact.checksum_url) if artifact.checksum_url else None
+        if target.is_file() and checksum and parse_checksum(checksum, target.name) == sha256_file(target):
+            progress(f"have  {artifact.path}")
+            continue
+        progress(f"fetch {artifact.url}")
+        _download(artifact.url, target)
+        if checksum:
+            verify_download(target, checksum, target.name)
+        if artifact.kind == "binary":
+            target.chmod(0o755)
+    needs = Needs(**{**needs.__dict__, "cni_images": cni_images(out, spec.cni)})
+    tool = image_tool or pick_image_tool()
+    for artifact in required_artifacts(needs):
+        if artifact.kind != "image":
+            continue
+        target = out / artifact.path
+        if target.is_file() and artifact.name in _safe_refs(target):
+            progress(f"have  {artifact.path}")
+            continue
+        progress(f"image {artifact.name} ({tool})")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        for argv in export_commands(tool, artifact.name, str(target), arch):
+            run(argv)
+    return write_manifest(out, needs, sources)
+
+
+def _safe_refs(path: Path) -> list[str]:
+    try:
+        return archive_references(path)
+    except (tarfile.TarError, OSError, ValueError):
+        return []
+
+
+def describe(needs: Needs, exact_from_minor: bool = False) -> str:
+    """`kubelab artifacts list`: the folder a lab needs, one file per line."""
+    lines = [
+        f"Artifacts for Kubernetes {needs.kubernetes_version}, cni {needs.cni}, linux/{needs.arch} ({needs.form}):"
+    ]
+    if exact_from_minor:
+        lines.append(f"  (a bare minor was given: {needs.kubernetes_version} is the newest patch kubelab knows)")
+    for artifact in required_artifacts(needs):
+        line = f"  {artifact.path}"
+        if artifact.kind == "image":
+            line += f"\n      image {artifact.name}"
+        elif artifact.url:
+            line += f"\n      {artifact.url}"
+            if artifact.checksum_url:
+                line += f"  (sha256: {artifact.checksum_url})"
+        lines.append(line)
+    if needs.cni_images is None and needs.cni in CNI_MANIFESTS:
+        lines.append(
+            f"  CNI images are the ones manifests/{cni_manifest(needs.cni)[0]} names; listed: the expected set."
+        )  # type: ignore[index]
+    lines.append(f"  {MANIFEST}  (every file above with kind, name, version and sha256)")
+    return "\n".join(lines)
