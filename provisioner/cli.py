@@ -83,6 +83,37 @@ def _write(plan, out: Path | None) -> None:
     print(f"lab folder {lab.root}: {state}")
 
 
+def _lab_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default="kubelab", help="lab name (default: kubelab)")
+    parser.add_argument("--lab", type=Path, metavar="DIR", help="lab folder (default: $KUBELAB_HOME/labs/NAME)")
+
+
+def _lab_dir(args: argparse.Namespace):  # -> LabDir
+    from provisioner.lab import LabDir
+
+    return LabDir(args.lab) if args.lab else LabDir.for_name(args.name)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from provisioner import verify
+
+    try:
+        return verify.run_verify(_lab_dir(args), only=verify.parse_groups(args.only), workloads=args.workloads)
+    except verify.VerifyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def cmd_test_failover(args: argparse.Namespace) -> int:
+    from provisioner import failover
+
+    try:
+        return failover.run_failover(_lab_dir(args))
+    except failover.FailoverError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubelab",
@@ -100,6 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_arguments(render)
     render.add_argument("--out", type=Path, metavar="DIR", help="lab folder (default: $KUBELAB_HOME/labs/NAME)")
     render.set_defaults(func=cmd_render)
+
+    verify = sub.add_parser("verify", help="check the lab's nodes, load balancers and cluster; one line per check")
+    _lab_arguments(verify)
+    verify.add_argument("--only", metavar="GROUPS", help="comma-separated: nodes, lb, cluster, workloads")
+    verify.add_argument("--workloads", action="store_true", help="also run Deployments, Jobs, StatefulSets, ...")
+    verify.set_defaults(func=cmd_verify)
+
+    test = sub.add_parser("test", help="disruptive tests of a running lab")
+    test_sub = test.add_subparsers(dest="test_command", metavar="TEST", required=True)
+    failover = test_sub.add_parser("failover", help="stop the VIP holder and a master; the API must stay up")
+    _lab_arguments(failover)
+    failover.set_defaults(func=cmd_test_failover)
     return parser
 
 

@@ -73,7 +73,7 @@ def pytest_argv(lab: LabDir, groups: set[str], phases: set[str] | None = None, k
     return argv
 
 
-def _environment() -> dict[str, str]:
+def checks_environment() -> dict[str, str]:
     """ansible-inventory from this interpreter's bin dir; the project's ansible.cfg unless the user set one."""
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -128,7 +128,7 @@ def run_verify(
     log = folder / "pytest.log"
     with log.open("w") as stream:
         done = subprocess.run(
-            pytest_argv(lab, groups, phases, kubectl), stdout=stream, stderr=subprocess.STDOUT, env=_environment()
+            pytest_argv(lab, groups, phases, kubectl), stdout=stream, stderr=subprocess.STDOUT, env=checks_environment()
         )
     if done.returncode in PYTEST_USAGE_ERRORS or not (folder / "results.json").is_file():
         tail = "\n".join(log.read_text().splitlines()[-15:])

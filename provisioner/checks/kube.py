@@ -76,3 +76,19 @@ def choose(mode: str, kubeconfig: Path, master: Any, master_name: str) -> Kubect
             raise KubectlError(f"--kubectl host needs kubectl on PATH and {kubeconfig}")
         return Kubectl(kubeconfig=kubeconfig)
     return Kubectl(master=master, master_name=master_name)
+
+
+ETCDCTL_TLS = (
+    "--endpoints=https://127.0.0.1:2379",
+    "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+    "--cert=/etc/kubernetes/pki/etcd/server.crt",
+    "--key=/etc/kubernetes/pki/etcd/server.key",
+)
+
+
+def etcdctl(kubectl: Kubectl, master: str, *args: str) -> Result:
+    """`etcdctl ARGS` inside the etcd static pod of a master (kubeadm names it etcd-<node>); never raises on exit.
+
+    etcdctl exits non-zero when an endpoint is unhealthy but still prints its JSON, which the caller parses.
+    """
+    return kubectl.run("-n", "kube-system", "exec", f"etcd-{master}", "--", "etcdctl", *ETCDCTL_TLS, *args, check=False)

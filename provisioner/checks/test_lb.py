@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from provisioner.checks import nodeparse
+from provisioner.checks import nodeparse, probes
 
 HAPROXY_CONFIG = "/etc/haproxy/haproxy.cfg"
 
@@ -44,20 +44,12 @@ def test_keepalived_active(host):
     assert state == "active", f"keepalived is {state or 'not installed'}"
 
 
-def vip_holders(lab, node_hosts) -> list[str]:
-    """The nodes that have the VIP on an interface right now."""
-    holders = []
-    for name in lab.vip_holders:
-        addresses = nodeparse.ipv4_addresses(node_hosts[name].run("ip -j -4 addr show").stdout)
-        holders += [f"{name} ({ifname})" for ifname, ips in sorted(addresses.items()) if lab.vip in ips]
-    return holders
-
-
 def test_vip_on_exactly_one_node(lab, node_hosts, require_phase):
     if lab.lb_kind not in ("haproxy", "kube-vip"):
         pytest.skip(f"the lab has no virtual IP (lb: {lab.lb_kind})")
     require_phase("loadbalancer" if lab.lb_kind == "haproxy" else "control-plane")
-    holders = vip_holders(lab, node_hosts)
+    found = probes.vip_holders(lab.vip, {name: node_hosts[name] for name in lab.vip_holders})
+    holders = [f"{name} ({ifname})" for name, ifname in found]
     role = "load balancer" if lab.lb_kind == "haproxy" else "master (kube-vip)"
     assert len(holders) == 1, (
         f"VIP {lab.vip} is on {len(holders)} {role} nodes: {', '.join(holders)}"
