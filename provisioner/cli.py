@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from provisioner import phases as phases_mod
 from provisioner import spec as spec_mod
 
 EXIT_USAGE = 2
@@ -114,6 +115,73 @@ def cmd_test_failover(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from provisioner import lifecycle
+
+    file_values = spec_mod.load_lab_file(args.file) if args.file else {}
+    flag_values = {o.key: getattr(args, o.key, None) for o in spec_mod.OPTIONS if o.type is not dict}
+    lab, spec, warnings = lifecycle.spec_for_up(file_values, flag_values)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return lifecycle.up(lab, spec, start=args.start, until=args.until)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from provisioner import lifecycle
+
+    data = lifecycle.status(_lab_dir(args))
+    print(json.dumps(data, indent=2) if args.json else lifecycle.format_status(data))
+    return 0
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    from provisioner import lifecycle
+
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    return lifecycle.ssh(_lab_dir(args), args.node, command)
+
+
+def cmd_halt(args: argparse.Namespace) -> int:
+    from provisioner import lifecycle
+
+    lifecycle.halt(_lab_dir(args))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from provisioner import lifecycle
+
+    return lifecycle.resume(_lab_dir(args))
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    from provisioner import lifecycle
+
+    lab = _lab_dir(args)
+    if lab.root.exists() and not args.yes:
+        answer = input(f"destroy lab '{lab.root.name}' ({lab.root}) and its machines? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing destroyed")
+            return 1
+    lifecycle.destroy(lab)
+    return 0
+
+
+def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    from provisioner import kubeconfig
+
+    lab = _lab_dir(args)
+    if args.merge:
+        target, backup = kubeconfig.merge_into_user_config(lab)
+        saved = f" (previous file saved as {backup})" if backup else ""
+        print(f"merged as context '{lab.root.name}' into {target}{saved}; it is the current context now")
+    else:
+        print(kubeconfig.lab_kubeconfig(lab))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubelab",
@@ -131,6 +199,42 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_arguments(render)
     render.add_argument("--out", type=Path, metavar="DIR", help="lab folder (default: $KUBELAB_HOME/labs/NAME)")
     render.set_defaults(func=cmd_render)
+
+    up = sub.add_parser("up", help="create the lab (or resume it): machines, then every phase up to a working cluster")
+    _spec_arguments(up)
+    phase_names = phases_mod.PHASE_NAMES
+    up.add_argument("--until", choices=phase_names, metavar="PHASE", help="stop after PHASE: " + ", ".join(phase_names))
+    up.add_argument("--from", dest="start", choices=phase_names, metavar="PHASE", help="re-run from PHASE")
+    up.set_defaults(func=cmd_up)
+
+    status = sub.add_parser("status", help="nodes, their state and addresses, phases done, API endpoint")
+    _lab_arguments(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    ssh = sub.add_parser("ssh", help="a shell on a node, or run a command there: kubelab ssh NODE [-- CMD]")
+    _lab_arguments(ssh)
+    ssh.add_argument("node", metavar="NODE", help="node name, e.g. master-1")
+    ssh.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="command to run instead of a shell")
+    ssh.set_defaults(func=cmd_ssh)
+
+    halt = sub.add_parser("halt", help="stop the lab's machines, keeping their disks")
+    _lab_arguments(halt)
+    halt.set_defaults(func=cmd_halt)
+
+    resume = sub.add_parser("resume", help="start a halted lab and check swap, kubelet and node readiness")
+    _lab_arguments(resume)
+    resume.set_defaults(func=cmd_resume)
+
+    destroy = sub.add_parser("destroy", help="remove the lab's machines and its folder")
+    _lab_arguments(destroy)
+    destroy.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    destroy.set_defaults(func=cmd_destroy)
+
+    kubeconfig = sub.add_parser("kubeconfig", help="print the path of the lab's admin kubeconfig")
+    _lab_arguments(kubeconfig)
+    kubeconfig.add_argument("--merge", action="store_true", help="merge it into ~/.kube/config as context NAME")
+    kubeconfig.set_defaults(func=cmd_kubeconfig)
 
     verify = sub.add_parser("verify", help="check the lab's nodes, load balancers and cluster; one line per check")
     _lab_arguments(verify)
@@ -156,6 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from provisioner.lifecycle import user_errors
+
+        if not isinstance(exc, user_errors()):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

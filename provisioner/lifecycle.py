@@ -1,0 +1,419 @@
+"""A lab's life: `up` (render, provider, phases with resume), status, ssh, halt, resume, destroy."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from provisioner import phases as phases_mod
+from provisioner import spec as spec_mod
+from provisioner.lab import LabDir
+from provisioner.plan import Plan, make_plan
+from provisioner.progress import PhaseProgress, format_seconds
+from provisioner.providers.base import Provider, ProviderError
+from provisioner.state import LabLock, LabLockedError, LabState, kubeconfig_file, load_state, save_state
+
+READY_TIMEOUT = 180  # seconds `resume` waits for nodes to report Ready
+
+
+class LabError(Exception):
+    """A lab command that cannot go on; the message says why and what to do."""
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions the CLI prints as `error: ...` (exit 1) instead of a traceback."""
+    from provisioner.kubeconfig import KubeconfigError
+
+    return (LabError, ProviderError, LabLockedError, KubeconfigError, phases_mod.PhaseSelectionError)
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding and loading a lab
+# ---------------------------------------------------------------------------------------------
+
+
+def find_lab(name: str = "kubelab", folder: Path | None = None) -> LabDir:
+    return LabDir(folder) if folder else LabDir.for_name(name)
+
+
+def stored_spec(lab: LabDir) -> dict[str, Any] | None:
+    if not lab.exists():
+        return None
+    return dict(json.loads(lab.spec_file.read_text())["spec"])
+
+
+def load_lab(lab: LabDir) -> Plan:
+    """The plan of an existing lab, from its lab.json."""
+    if not lab.exists():
+        raise LabError(f"there is no lab at {lab.root}: create it with `kubelab up --name {lab.root.name}`")
+    data = json.loads(lab.spec_file.read_text())
+    return make_plan(spec_mod.LabSpec(**data["spec"]), arch=data.get("arch", "amd64"))
+
+
+def provider_for(plan: Plan, lab: LabDir) -> Provider:
+    from provisioner.providers import get_provider
+
+    return get_provider(plan, lab)
+
+
+# ---------------------------------------------------------------------------------------------
+# up: spec for the run, then phases
+# ---------------------------------------------------------------------------------------------
+
+
+def spec_for_up(file_values: dict[str, Any], flag_values: dict[str, Any]) -> tuple[LabDir, spec_mod.LabSpec, list[str]]:
+    """The lab folder and validated spec an `up` works on; refuses to change a lab that has run phases.
+
+    An existing lab's own spec is the base, so a bare `kubelab up --name X` resumes lab X as it was created.
+    """
+    name = flag_values.get("name") or file_values.get("name") or spec_mod.LabSpec.name
+    lab = LabDir.for_name(name)
+    stored = stored_spec(lab) or {}
+    base = {key: value for key, value in stored.items() if value not in (None, {})}
+    file_layer = {**base, **file_values}
+    for layer in (file_layer, flag_values):
+        if layer.get("inventory"):
+            layer["inventory"] = str(Path(layer["inventory"]).expanduser().resolve())
+    provider = flag_values.get("provider") or file_layer.get("provider")
+    if provider == "hosts":
+        _counts_from_inventory(file_layer, flag_values)
+    spec = spec_mod.build_spec(file_layer, flag_values)
+    if spec.provider == "auto":
+        from provisioner.providers.detect import detect_provider
+
+        spec = spec_mod.resolve(spec.replace(provider=detect_provider()))
+    warnings = spec_mod.validate(spec, spec_mod.HostInfo.detect())
+    if stored and load_state(lab).phases:
+        changed = spec_differences(stored, spec.to_dict())
+        if changed:
+            raise LabError(
+                f"lab '{name}' already exists with a different spec ({'; '.join(changed)}) and nothing was changed. "
+                f"Run `kubelab up --name {name}` without those settings to resume it, `kubelab destroy --name "
+                f"{name}` first to rebuild it, or pick another --name"
+            )
+    return lab, spec, warnings
+
+
+def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """'key: old -> new' for every key whose value differs ('auto' in the old spec matches anything)."""
+    return [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key) and old.get(key) != "auto"
+    ]
+
+
+def _counts_from_inventory(file_layer: dict[str, Any], flag_values: dict[str, Any]) -> None:
+    """For --provider hosts the inventory decides the node counts; flags that disagree are an error."""
+    from provisioner.providers.hosts import inventory_counts
+
+    inventory = flag_values.get("inventory") or file_layer.get("inventory")
+    if not inventory:
+        return  # validate() reports the missing inventory
+    for key, count in inventory_counts(Path(inventory)).items():
+        given = flag_values.get(key)
+        if given is not None and given != count:
+            raise LabError(f"--{key.replace('_', '-')} {given} disagrees with {inventory}, which has {count}")
+        file_layer[key] = count
+
+
+def up(
+    lab: LabDir,
+    spec: spec_mod.LabSpec,
+    start: str | None = None,
+    until: str | None = None,
+    out: TextIO | None = None,
+    provider: Provider | None = None,
+) -> int:
+    """Render the lab folder, check the provider, run the selected phases. 0 when all of them finished."""
+    from provisioner.render import write_lab
+
+    out = out or sys.stdout
+    plan = make_plan(spec, arch=spec_mod.HostInfo.detect().arch)
+    with LabLock(lab, "up"):
+        write_lab(plan, lab)
+        provider = provider or provider_for(plan, lab)
+        provider.check()
+        return run_phases(lab, plan, provider, start=start, until=until, out=out)
+
+
+def run_phases(lab: LabDir, plan: Plan, provider: Provider, start: str | None, until: str | None, out: TextIO) -> int:
+    state = load_state(lab)
+    state.provider = provider.name
+    selected = phases_mod.select(set(state.phases), start, until)
+    if start:
+        state.forget(phases_mod.later_phases(start))
+        save_state(lab, state)
+    if not selected:
+        print(f"lab '{plan.spec.name}' is up: every phase is done (re-run one with --from PHASE)", file=out)
+        return 0
+    if selected[0].name != "nodes" and state.is_done("nodes"):
+        _refresh_connections(lab, plan, provider)
+    print(f"lab '{plan.spec.name}' ({provider.name}): {', '.join(p.name for p in selected)}", file=out)
+    started = time.monotonic()
+    for phase in selected:
+        if not _run_phase(lab, plan, provider, phase, state, out):
+            return 1
+    print(f"done in {format_seconds(time.monotonic() - started)}; {lab.root}", file=out)
+    if state.is_done("control-plane"):
+        print(f"API https://{api_endpoint(plan, provider)}  kubeconfig {kubeconfig_file(lab)}", file=out)
+    return 0
+
+
+def _run_phase(lab: LabDir, plan: Plan, provider: Provider, phase, state: LabState, out: TextIO) -> bool:
+    """Run one phase and record it; on failure print what failed and return False."""
+    from provisioner.ansible import run_playbook
+
+    tty = None if phase.name != "verify" else False  # verify prints its own table
+    with PhaseProgress(phase.name, phase.title, stream=out, tty=tty) as bar:
+        summary, report = "", ""
+        try:
+            if phase.name == "nodes":
+                summary = _nodes_phase(lab, plan, provider, bar)
+            elif phase.name == "verify":
+                report = _verify_phase(lab, out)
+            else:
+                playbook = phases_mod.PLAYBOOKS_DIR / str(phase.playbook)
+                if not playbook.is_file():
+                    report = f"  playbook {playbook} is missing: this kubelab checkout is incomplete"
+                else:
+                    result = run_playbook(lab, phase.name, playbook, bar)
+                    summary = result.summary()
+                    report = "" if result.ok else result.failure_report()
+        except ProviderError as exc:
+            report = f"  {exc}"
+        except KeyboardInterrupt:
+            bar.finish(False, "interrupted")
+            raise
+        bar.finish(not report, summary)
+    if report:
+        print(report, file=out)
+        print(f"fix the cause, then `kubelab up --name {plan.spec.name}` resumes at {phase.name}", file=out)
+        return False
+    state.mark_done(phase.name, bar.elapsed)
+    save_state(lab, state)
+    return True
+
+
+def _nodes_phase(lab: LabDir, plan: Plan, provider: Provider, bar: PhaseProgress) -> str:
+    from provisioner.render import write_connections
+
+    provider.up(lambda node, message: bar.update(f"{node}: {message}"))
+    connections = provider.connections()
+    missing = [node.name for node in plan.nodes if node.name not in connections]
+    if missing:
+        raise ProviderError(f"no SSH connection for {', '.join(missing)} after `up`: see `kubelab status`")
+    write_connections(lab, connections)
+    return f"{len(connections)} node(s)"
+
+
+def _refresh_connections(lab: LabDir, plan: Plan, provider: Provider) -> None:
+    """Addresses can change while a lab is stopped (DHCP on libvirt): rewrite connection.yml before Ansible."""
+    from provisioner.render import write_connections
+
+    connections = provider.connections()
+    missing = [node.name for node in plan.nodes if node.name not in connections]
+    if missing:
+        raise LabError(
+            f"node(s) {', '.join(missing)} are not running: start the lab with `kubelab resume --name {plan.spec.name}`"
+        )
+    write_connections(lab, connections)
+
+
+def _verify_phase(lab: LabDir, out: TextIO) -> str:
+    from provisioner.verify import VerifyError, run_verify
+
+    try:
+        code = run_verify(lab, out=out)
+    except VerifyError as exc:
+        return f"  {exc}"
+    return (
+        "" if code == 0 else f"  verification failed: see the table above and `kubelab verify --name {lab.root.name}`"
+    )
+
+
+def api_endpoint(plan: Plan, provider: Provider) -> str:
+    api_host = getattr(provider, "api_host", None)
+    host = api_host() if callable(api_host) else plan.api_host
+    return f"{host}:{plan.spec.api_port}"
+
+
+# ---------------------------------------------------------------------------------------------
+# status, ssh, halt, resume, destroy
+# ---------------------------------------------------------------------------------------------
+
+
+def status(lab: LabDir) -> dict[str, Any]:
+    """Nodes, provider state, addresses, phases done and the API endpoint, as plain data."""
+    plan = load_lab(lab)
+    state = load_state(lab)
+    provider = provider_for(plan, lab)
+    roles = {node.name: node.role for node in plan.nodes}
+    try:
+        nodes = [
+            {"name": n.name, "role": roles.get(n.name), "ip": n.address, "state": n.state} for n in provider.status()
+        ]
+        provider_error = None
+    except (ProviderError, OSError, subprocess.CalledProcessError) as exc:
+        nodes = [{"name": n.name, "role": n.role, "ip": n.ip, "state": "unknown"} for n in plan.nodes]
+        provider_error = str(exc)
+    done = [name for name in phases_mod.PHASE_NAMES if state.is_done(name)]
+    pending = [name for name in phases_mod.PHASE_NAMES if name not in done]
+    kubeconfig = kubeconfig_file(lab)
+    try:
+        endpoint = api_endpoint(plan, provider)
+    except ProviderError:
+        endpoint = f"{plan.api_host}:{plan.spec.api_port}"
+    return {
+        "name": plan.spec.name,
+        "lab_dir": str(lab.root),
+        "provider": plan.spec.provider,
+        "provider_error": provider_error,
+        "api_endpoint": f"https://{endpoint}",
+        "kubeconfig": str(kubeconfig) if kubeconfig.is_file() else None,
+        "nodes": nodes,
+        "phases": {
+            "done": done,
+            "next": pending[0] if pending else None,
+            "seconds": state.durations(),
+        },
+    }
+
+
+def format_status(data: dict[str, Any]) -> str:
+    phases = data["phases"]
+    lines = [
+        f"Lab '{data['name']}' ({data['provider']})  {data['lab_dir']}",
+        f"  API          {data['api_endpoint']}",
+        f"  kubeconfig   {data['kubeconfig'] or 'not yet (after the control-plane phase)'}",
+        f"  phases done  {', '.join(phases['done']) or 'none'}",
+        f"  next phase   {phases['next'] or 'none: the lab is complete'}",
+    ]
+    if data["provider_error"]:
+        lines.append(f"  provider     {data['provider_error']}")
+    lines += ["", f"  {'NODE':<12}{'ROLE':<9}{'IP':<17}STATE"]
+    lines += [f"  {n['name']:<12}{n['role'] or '':<9}{n['ip'] or '':<17}{n['state']}" for n in data["nodes"]]
+    return "\n".join(lines)
+
+
+def ssh(lab: LabDir, node: str, command: list[str]) -> int:
+    """Open a shell on `node`, or run `command` there; returns ssh's exit code."""
+    plan = load_lab(lab)
+    names = [n.name for n in plan.nodes]
+    if node not in names:
+        raise LabError(f"lab '{plan.spec.name}' has no node '{node}'; its nodes: {', '.join(names)}")
+    connections = provider_for(plan, lab).connections()
+    if node not in connections:
+        raise LabError(f"{node} is not running: start the lab with `kubelab resume --name {plan.spec.name}`")
+    argv = connections[node].ssh_argv([shlex.join(command)] if command else None)
+    if not command and sys.stdin.isatty():
+        argv.insert(1, "-t")
+    return subprocess.call(argv)
+
+
+def halt(lab: LabDir, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    plan = load_lab(lab)
+    with LabLock(lab, "halt"):
+        provider_for(plan, lab).halt()
+    print(f"lab '{plan.spec.name}' halted; `kubelab resume --name {plan.spec.name}` starts it again", file=out)
+
+
+def resume(lab: LabDir, out: TextIO | None = None) -> int:
+    """Start a halted lab, then check what a restart breaks: swap, kubelet, node readiness."""
+    from provisioner.render import write_connections
+
+    out = out or sys.stdout
+    plan = load_lab(lab)
+    state = load_state(lab)
+    with LabLock(lab, "resume"):
+        provider = provider_for(plan, lab)
+        provider.check()
+        with PhaseProgress("resume", "machines up", stream=out) as bar:
+            provider.resume(lambda node, message: bar.update(f"{node}: {message}"))
+            connections = provider.connections()
+            bar.finish(True, f"{len(connections)} node(s) running")
+        write_connections(lab, connections)
+        problems = after_restart_problems(plan, state, connections)
+    if problems:
+        print("the lab is running but not healthy:", file=out)
+        print("\n".join(f"  {problem}" for problem in problems), file=out)
+        return 1
+    print(f"lab '{plan.spec.name}' is running: swap off, kubelet active, nodes Ready", file=out)
+    return 0
+
+
+def _remote(connection, command: str) -> subprocess.CompletedProcess[str]:
+    prefix = "" if connection.user == "root" else "sudo -n "
+    argv = connection.ssh_argv([prefix + command])
+    argv[1:1] = ["-oBatchMode=yes", "-oConnectTimeout=15"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def after_restart_problems(plan: Plan, state: LabState, connections: dict) -> list[str]:
+    """What is wrong after a restart; checks only what the finished phases set up."""
+    problems = []
+    joined = {n.name for n in plan.masters} if state.is_done("control-plane") else set()
+    if state.is_done("workers"):
+        joined |= {n.name for n in plan.workers}
+    k8s_nodes = [n for n in plan.nodes if n.role != "lb"]
+    for node in k8s_nodes:
+        connection = connections.get(node.name)
+        if connection is None:
+            problems.append(f"{node.name}: not running")
+            continue
+        if state.is_done("prepare"):
+            swap = _remote(connection, "swapon --noheadings --show").stdout.strip()
+            if swap:
+                problems.append(f"{node.name}: swap is on again ({swap.splitlines()[0]}); kubelet will not start")
+        if node.name in joined:
+            active = _remote(connection, "systemctl is-active kubelet").stdout.strip()
+            if active != "active":
+                problems.append(f"{node.name}: kubelet is {active or 'not running'} (`journalctl -u kubelet`)")
+    if joined and not problems:
+        problems += _not_ready(plan, connections, joined)
+    return problems
+
+
+def _not_ready(plan: Plan, connections: dict, expected: set[str]) -> list[str]:
+    """Wait up to READY_TIMEOUT for every expected node to be Ready; the ones that are not."""
+    connection = connections[plan.init_master.name]
+    deadline = time.monotonic() + READY_TIMEOUT
+    not_ready = sorted(expected)
+    while time.monotonic() < deadline:
+        done = _remote(connection, "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes --no-headers")
+        ready = {
+            line.split()[0] for line in done.stdout.splitlines() if len(line.split()) > 1 and line.split()[1] == "Ready"
+        }
+        not_ready = sorted(expected - ready)
+        if not not_ready:
+            return []
+        time.sleep(5)
+    return [f"{name}: not Ready after {READY_TIMEOUT} s (`kubectl describe node {name}`)" for name in not_ready]
+
+
+def destroy(lab: LabDir, out: TextIO | None = None) -> bool:
+    """Remove the lab's machines and its folder. False when there was nothing to destroy."""
+    out = out or sys.stdout
+    if not lab.root.exists():
+        print(f"nothing to destroy: there is no lab at {lab.root}", file=out)
+        return False
+    with LabLock(lab, "destroy"):
+        if lab.exists():
+            plan = load_lab(lab)
+            provider = provider_for(plan, lab)
+            removed = provider.destroy()
+            what = "machines removed" if removed else "no machines were running"
+            if plan.spec.provider == "hosts":
+                what = "your machines were left as they are (kubelab did not create them)"
+        else:
+            what = "only an unfinished lab folder was there"
+        shutil.rmtree(lab.root)
+    print(f"lab '{lab.root.name}' destroyed: {what}; {lab.root} removed", file=out)
+    return True
