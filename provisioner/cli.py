@@ -182,6 +182,89 @@ def cmd_kubeconfig(args: argparse.Namespace) -> int:
     return 0
 
 
+def _arch(args: argparse.Namespace) -> str:
+    return args.arch or spec_mod.HostInfo.detect().arch
+
+
+def cmd_artifacts_list(args: argparse.Namespace) -> int:
+    from provisioner import artifacts
+
+    print(artifacts.listing(load_spec(args), _arch(args), args.form))
+    return 0
+
+
+def cmd_artifacts_fetch(args: argparse.Namespace) -> int:
+    from provisioner import artifacts
+
+    manifest = artifacts.fetch(load_spec(args), args.out, _arch(args), args.image_tool)
+    print(f"artifacts folder {args.out} is complete: {manifest}")
+    return 0
+
+
+def cmd_artifacts_check(args: argparse.Namespace) -> int:
+    from provisioner import artifacts
+
+    needs = artifacts.check_artifacts(args.folder, load_spec(args), _arch(args))
+    print(f"artifacts folder {args.folder}: complete for Kubernetes {needs.kubernetes_version}, cni {needs.cni}")
+    return 0
+
+
+def cmd_artifacts_index(args: argparse.Namespace) -> int:
+    from provisioner import artifacts
+
+    print(f"wrote {artifacts.index_folder(args.folder, load_spec(args), _arch(args))}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from provisioner import cache
+
+    try:
+        if args.cache_command == "start":
+            cache.start(args.port)
+        elif args.cache_command == "stop" and not cache.stop():
+            print("apt cache: was not running")
+            return 0
+        print(cache.describe(cache.status()))
+        return 0
+    except cache.CacheError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _artifacts_parser(sub) -> None:  # sub: argparse subparsers
+    artifacts = sub.add_parser("artifacts", help="offline labs: list, fetch, check or index an artifacts folder")
+    commands = artifacts.add_subparsers(dest="artifacts_command", metavar="ACTION", required=True)
+    actions = (
+        ("list", "print the files and images a lab's artifacts folder must hold", cmd_artifacts_list),
+        ("fetch", "fill a folder from the official download URLs (needs internet)", cmd_artifacts_fetch),
+        ("check", "check a folder against a lab: every file present and its sha256 right", cmd_artifacts_check),
+        ("index", "write artifacts.json for files you put into a folder yourself", cmd_artifacts_index),
+    )
+    for name, text, func in actions:
+        action = commands.add_parser(name, help=text)
+        if name in ("check", "index"):
+            action.add_argument("folder", type=Path, metavar="DIR", help="the artifacts folder")
+        _spec_arguments(action)
+        action.add_argument("--arch", choices=("amd64", "arm64"), help="node architecture (default: this host's)")
+        if name == "list":
+            action.add_argument("--form", choices=("bin", "debs"), default="bin", help="plain binaries or .debs")
+        if name == "fetch":
+            action.add_argument("--out", type=Path, metavar="DIR", required=True, help="the folder to fill")
+            action.add_argument("--image-tool", choices=("skopeo", "ctr"), help="default: skopeo, else ctr")
+        action.set_defaults(func=func)
+
+
+def _cache_parser(sub) -> None:  # sub: argparse subparsers
+    cache = sub.add_parser("cache", help="the host's apt cache shared by all labs: start, stop, status")
+    commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    start = commands.add_parser("start", help="start apt-cacher-ng; labs created while it runs use it")
+    start.add_argument("--port", type=int, default=3142, help="TCP port (default: 3142)")
+    commands.add_parser("stop", help="stop it; cached packages stay for the next start")
+    commands.add_parser("status", help="running or not, cache size, bytes served and fetched")
+    cache.set_defaults(func=cmd_cache)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubelab",
@@ -247,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     failover = test_sub.add_parser("failover", help="stop the VIP holder and a master; the API must stay up")
     _lab_arguments(failover)
     failover.set_defaults(func=cmd_test_failover)
+    _artifacts_parser(sub)
+    _cache_parser(sub)
     return parser
 
 
