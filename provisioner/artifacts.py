@@ -483,7 +483,10 @@ Runner = Callable[[list[str]], None]
 
 
 def _run(argv: list[str]) -> None:
-    subprocess.run(argv, check=True)
+    try:
+        subprocess.run(argv, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise ArtifactsError(f"`{' '.join(argv)}` failed: {exc}") from None
 
 
 def export_commands(
@@ -578,6 +581,29 @@ def _safe_refs(path: Path) -> list[str]:
         return archive_references(path)
     except (tarfile.TarError, OSError, ValueError):
         return []
+
+
+def listing(spec, arch: str = "amd64", form: str = "bin") -> str:  # spec: LabSpec
+    """`kubelab artifacts list`: what the folder must hold for a lab, computed from its versions."""
+    bare_minor = versions.parse_kubernetes_version(spec.kubernetes_version)[2] is None
+    needs = Needs(
+        kubernetes_version=exact_version(spec.kubernetes_version),
+        cni=spec.cni,
+        arch=arch,
+        form=form,
+        lb=spec.lb,
+        containerd_source=spec.containerd_source,
+        containerd_version=spec.containerd_version,
+    )
+    return describe(needs, exact_from_minor=bare_minor)
+
+
+def index_folder(folder: Path | str, spec, arch: str = "amd64") -> Path:  # spec: LabSpec
+    """Write artifacts.json for files a user put into the folder by hand (their sha256 as they are now)."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ArtifactsError(f"artifacts folder {folder} does not exist")
+    return write_manifest(folder, needs_for(spec, folder, arch))
 
 
 def describe(needs: Needs, exact_from_minor: bool = False) -> str:
