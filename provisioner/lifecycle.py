@@ -137,7 +137,14 @@ def up(
     out = out or sys.stdout
     plan = make_plan(spec, arch=spec_mod.HostInfo.detect().arch)
     with LabLock(lab, "up"):
+        if spec.artifacts:  # offline lab: every file present and intact before any node is touched
+            from provisioner.artifacts import check_artifacts
+
+            check_artifacts(spec.artifacts, spec, arch=plan.arch)
         write_lab(plan, lab)
+        from provisioner.cache import write_lab_vars
+
+        write_lab_vars(lab, spec.provider, spec.node_subnet)
         provider = provider or provider_for(plan, lab)
         provider.check()
         return run_phases(lab, plan, provider, start=start, until=until, out=out)
