@@ -188,4 +188,11 @@ def node_hosts(lab: LabFacts) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def kubectl(pytestconfig: pytest.Config, lab: LabFacts, node_hosts: dict[str, Any]) -> kube.Kubectl:
     mode = pytestconfig.getoption("--kubelab-kubectl")
-    return kube.choose(mode, lab.kubeconfig, node_hosts[lab.init_master], lab.init_master)
+    master = node_hosts[lab.init_master]
+    kubectl = kube.choose(mode, lab.kubeconfig, master, lab.init_master)
+    if kubectl.master is not None and not master.file(kube.ADMIN_CONF).exists:
+        pytest.fail(
+            f"no lab kubeconfig ({lab.kubeconfig}, or no kubectl on this host) and no {kube.ADMIN_CONF} on"
+            f" {lab.init_master}: has the control-plane phase run?"
+        )
+    return kubectl

@@ -7,6 +7,7 @@ shows the observed value. Unit-tested on real output shapes in tests/unit/sample
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 # Namespaces whose pods the CNI runs in (besides kube-system), and the label of its per-node agent pod.
@@ -36,12 +37,13 @@ def kubeconfig_server(config_view: str) -> str:
     return str(clusters[0]["cluster"]["server"])
 
 
-def readyz_failures(verbose_output: str) -> list[str]:
-    """Failed checks of `kubectl get --raw='/readyz?verbose'` ("[-]etcd failed: ..." lines)."""
-    lines = [line.strip() for line in verbose_output.splitlines() if line.strip()]
-    failed = [line[3:] for line in lines if line.startswith("[-]")]
-    if not failed and not any(line.endswith("check passed") for line in lines):
-        failed.append(f"unexpected /readyz answer: {verbose_output.strip()[:200]!r}")
+def readyz_failures(output: str) -> list[str]:
+    """Failed checks of `kubectl get --raw='/readyz?verbose'`: its stdout, or on HTTP 500 kubectl's error message,
+    which carries the same lines with escaped newlines ("[-]etcd failed: reason withheld")."""
+    text = output.replace("\\n", "\n")
+    failed = [match.strip() for match in re.findall(r"\[-\]([^\n\"]+)", text)]
+    if not failed and "check passed" not in text:
+        failed.append(f"unexpected /readyz answer: {output.strip()[:200]!r}")
     return failed
 
 
@@ -163,3 +165,23 @@ def etcd_health_problems(endpoint_health: str, expected_endpoints: int) -> list[
     if len(entries) != expected_endpoints:
         problems.append(f"{len(entries)} endpoints answered, expected {expected_endpoints}")
     return problems
+
+
+def nslookup_answers(output: str) -> list[str]:
+    """Addresses in the answer section of `nslookup NAME` (bind-tools), i.e. after the first `Name:` line."""
+    answers, in_answer = [], False
+    for line in output.splitlines():
+        line = line.strip()
+        if line.startswith("Name:"):
+            in_answer = True
+        elif in_answer and line.startswith("Address:"):
+            answers.append(line.split(":", 1)[1].strip().split("#")[0])
+    return answers
+
+
+def service_ports(service: str | dict[str, Any]) -> tuple[str, int | None]:
+    """`kubectl get service NAME -o json` -> (ClusterIP, first NodePort or None)."""
+    data = json.loads(service) if isinstance(service, str) else service
+    spec = data.get("spec", {})
+    ports = spec.get("ports") or [{}]
+    return str(spec.get("clusterIP", "")), ports[0].get("nodePort")

@@ -57,7 +57,7 @@ def containerd_systemd_cgroup(config_dump: str) -> CgroupSetting:
             continue
         runtime = str(table.get("default_runtime_name") or "runc")
         options = ((table.get("runtimes") or {}).get(runtime) or {}).get("options") or {}
-        where = "plugins." + ".".join(f'"{p}"' for p in path[1:]) + f".runtimes.{runtime}.options"
+        where = f'plugins."{path[1]}".' + ".".join(path[2:]) + f".runtimes.{runtime}.options"
         value = options.get("SystemdCgroup")
         return CgroupSetting(value=None if value is None else bool(value), table=where, runtime=runtime)
     raise ValueError("no CRI runtime table in the effective config (neither containerd 1.x nor 2.x layout)")

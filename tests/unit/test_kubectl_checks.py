@@ -1,0 +1,190 @@
+"""The cluster and node checks' parsers on real output shapes (tests/unit/samples/README.md says where each is from)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from provisioner.checks import kubectl_json, nodeparse
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def sample(name: str) -> str:
+    return (SAMPLES / name).read_text()
+
+
+# --- kubeconfig and /readyz -----------------------------------------------------------------------
+
+
+def test_kubeconfig_server_of_the_current_context():
+    assert kubectl_json.kubeconfig_server(sample("kubectl-config-view-minify.json")) == "https://10.77.131.10:6443"
+
+
+def test_kubeconfig_without_cluster_is_an_error():
+    with pytest.raises(ValueError, match="no cluster"):
+        kubectl_json.kubeconfig_server('{"clusters": null}')
+
+
+def test_readyz_all_checks_passed():
+    assert kubectl_json.readyz_failures(sample("readyz-verbose.txt")) == []
+
+
+def test_readyz_failed_check_is_read_from_kubectls_error_message():
+    assert kubectl_json.readyz_failures(sample("readyz-verbose-etcd-down.stderr.txt")) == [
+        "etcd failed: reason withheld"
+    ]
+
+
+def test_readyz_unexpected_answer_is_a_failure():
+    (failure,) = kubectl_json.readyz_failures(
+        "Unable to connect to the server: dial tcp 10.77.131.10:6443: i/o timeout"
+    )
+    assert "unexpected /readyz answer" in failure and "i/o timeout" in failure
+
+
+# --- nodes ----------------------------------------------------------------------------------------
+
+
+def test_node_summary_reads_ready_and_internal_ip():
+    summary = kubectl_json.node_summary(sample("kubectl-get-nodes.json"))
+    assert summary["master-1"] == {
+        "ready": "True",
+        "reason": "KubeletReady",
+        "internal_ip": "192.168.56.21",
+        "kubelet": "v1.36.4",
+    }
+    assert summary["worker-1"]["ready"] == "False"
+
+
+def test_node_problems_name_not_ready_nat_address_and_missing_node():
+    expected = {"master-1": "192.168.56.21", "worker-1": "192.168.56.31", "worker-2": "192.168.56.32"}
+    problems = kubectl_json.node_problems(sample("kubectl-get-nodes.json"), expected)
+    assert problems == [
+        "worker-2: not registered in the cluster",
+        "worker-1: Ready=False (KubeletNotReady)",
+        "worker-1: INTERNAL-IP 10.0.2.15, expected 192.168.56.31",
+    ]
+
+
+def test_node_problems_none_when_all_ready_on_private_ips():
+    nodes = json.loads(sample("kubectl-get-nodes.json"))
+    nodes["items"] = nodes["items"][:1]
+    assert kubectl_json.node_problems(nodes, {"master-1": "192.168.56.21"}) == []
+
+
+def test_unexpected_node_is_reported():
+    problems = kubectl_json.node_problems(sample("kubectl-get-nodes.json"), {"master-1": "192.168.56.21"})
+    assert "worker-1: unexpected node (not in the lab inventory)" in problems
+
+
+# --- pods -----------------------------------------------------------------------------------------
+
+
+def test_pod_problems_in_system_and_cni_namespaces():
+    problems = kubectl_json.pod_problems(
+        sample("kubectl-get-pods-all-namespaces.json"), ("kube-system", "calico-system", "tigera-operator")
+    )
+    assert problems == [
+        "kube-system/coredns-66bc5c9577-x7k2p on worker-1: Pending; container coredns ContainerCreating",
+        "calico-system/calico-node-w8r4d on worker-1: Running; container calico-node CrashLoopBackOff (restarts 7)",
+    ]
+
+
+def test_pods_outside_the_namespaces_and_completed_pods_are_ignored():
+    problems = kubectl_json.pod_problems(sample("kubectl-get-pods-all-namespaces.json"), ("kube-system",))
+    assert all("broken" not in p and "kubelab-smoke" not in p for p in problems)
+    assert len(problems) == 1
+
+
+def test_cni_agent_missing_on_a_node():
+    pods = sample("kubectl-get-pods-all-namespaces.json")
+    assert kubectl_json.agent_problems(pods, "calico", ["master-1", "worker-1", "worker-2"]) == [
+        "worker-2: no calico agent pod (k8s-app=calico-node)"
+    ]
+    assert kubectl_json.agent_problems(pods, "none", ["worker-2"]) == []
+
+
+def test_running_pods_by_node_skips_pods_that_are_not_ready():
+    pods = sample("kubectl-get-pods-all-namespaces.json")
+    assert kubectl_json.running_pods_by_node(pods, "k8s-app", "calico-node") == {
+        "master-1": ("calico-node-5mhxt", "192.168.56.21")
+    }
+
+
+# --- etcd -----------------------------------------------------------------------------------------
+
+MASTERS = {"master-1": "192.168.56.21", "master-2": "192.168.56.22", "master-3": "192.168.56.23"}
+
+
+def test_etcd_members_equal_the_masters():
+    assert kubectl_json.etcd_member_problems(sample("etcdctl-member-list.json"), MASTERS) == []
+
+
+def test_etcd_member_on_wrong_address_unstarted_learner_and_missing_master():
+    problems = kubectl_json.etcd_member_problems(sample("etcdctl-member-list-joining.json"), MASTERS)
+    assert problems == [
+        "master-2: peer URLs ['https://10.0.2.15:2380'] are not on 192.168.56.22",
+        "member 4711829386640512870 is not started (peer ['https://192.168.56.23:2380'])",
+        "master-3: not an etcd member",
+    ]
+
+
+def test_etcd_member_that_is_not_a_master():
+    problems = kubectl_json.etcd_member_problems(sample("etcdctl-member-list.json"), dict(list(MASTERS.items())[:2]))
+    assert problems == ["master-3: etcd member but not a master of the lab"]
+
+
+def test_etcd_all_endpoints_healthy():
+    assert kubectl_json.etcd_health_problems(sample("etcdctl-endpoint-health.json"), 3) == []
+
+
+def test_etcd_unhealthy_endpoint_and_count():
+    health = sample("etcdctl-endpoint-health-one-down.json")
+    assert kubectl_json.etcd_health_problems(health, 3) == [
+        "https://192.168.56.23:2379: unhealthy (failed to commit proposal: context deadline exceeded)"
+    ]
+    assert "3 endpoints answered, expected 5" in kubectl_json.etcd_health_problems(health, 5)
+
+
+# --- DNS and services -----------------------------------------------------------------------------
+
+
+def test_nslookup_answer_is_the_kubernetes_service():
+    assert kubectl_json.nslookup_answers(sample("nslookup-kubernetes-default.txt")) == ["10.96.0.1"]
+    assert kubectl_json.nslookup_answers(sample("nslookup-timeout.txt")) == []
+
+
+def test_service_cluster_ip_and_node_port():
+    assert kubectl_json.service_ports(sample("kubectl-get-service-kubernetes.json")) == ("10.96.0.1", None)
+    assert kubectl_json.service_ports(sample("kubectl-get-service-nodeport.json")) == ("10.103.47.212", 31287)
+
+
+# --- containerd's effective config ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "table"),
+    [
+        ("containerd-1.6.20-config-dump.toml", True, 'plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc'),
+        ("containerd-2.1.9-config-dump.toml", True, 'plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc'),
+        ("containerd-2.1.9-config-dump-default.toml", False, 'plugins."io.containerd.cri.v1.runtime"'),
+    ],
+)
+def test_systemd_cgroup_from_config_dump(name, value, table):
+    setting = nodeparse.containerd_systemd_cgroup(sample(name))
+    assert setting.value is value
+    assert setting.runtime == "runc"
+    assert setting.table.startswith(table)
+
+
+def test_cri_plugin_disabled_is_reported():
+    with pytest.raises(ValueError, match="CRI plugin is disabled"):
+        nodeparse.containerd_systemd_cgroup(sample("containerd-1.6.20-config-dump-cri-disabled.toml"))
+
+
+def test_systemd_cgroup_key_absent_means_unset():
+    dump = '[plugins."io.containerd.grpc.v1.cri".containerd]\ndefault_runtime_name = "runc"\n'
+    assert nodeparse.containerd_systemd_cgroup(dump).value is None
