@@ -1,0 +1,120 @@
+"""Real `local` labs for integration tests: `running_local_lab` (context manager), `LocalLab`, `leftovers`."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from provisioner import plan as plan_mod
+from provisioner import render, spec
+from provisioner.lab import LabDir
+from provisioner.plan import Plan
+from provisioner.providers import local_network
+from provisioner.providers.base import Connection
+from provisioner.providers.local import LocalProvider
+
+
+@dataclass
+class LocalLab:
+    """A running local lab: its plan, folder, provider and a way to run commands on its nodes."""
+
+    plan: Plan
+    lab: LabDir
+    provider: LocalProvider
+    home: Path
+
+    @property
+    def inventory(self) -> Path:
+        """The inventory directory to pass to ansible-playbook -i."""
+        return self.lab.inventory_dir
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for running `kubelab` or `ansible-playbook` against this lab in a subprocess."""
+        return {**os.environ, "KUBELAB_HOME": str(self.home)}
+
+    def connection(self, node: str) -> Connection:
+        return self.provider.connections()[node]
+
+    def ssh(
+        self, node: str, cmd: str | list[str], check: bool = False, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command on a node as root over the lab's strict SSH; `cmd` is a shell string or an argv."""
+        command = cmd if isinstance(cmd, str) else shlex.join(cmd)
+        argv = self.connection(node).ssh_argv([command])
+        argv[1:1] = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def _progress(node: str, message: str) -> None:
+    print(f"[local lab] {node}: {message}", flush=True)
+
+
+@contextmanager
+def running_local_lab(
+    home: Path,
+    name: str,
+    node_subnet: str,
+    masters: int = 1,
+    workers: int = 0,
+    lb: str = "none",
+    lb_nodes: int = 2,
+    os: str = "debian-12",
+    **spec_overrides: Any,
+) -> Iterator[LocalLab]:
+    """Render a lab into `home` and bring its nodes up; destroy everything on exit, also after errors."""
+    flags = dict(
+        name=name,
+        provider="local",
+        node_subnet=node_subnet,
+        masters=masters,
+        workers=workers,
+        lb=lb,
+        lb_nodes=lb_nodes,
+        os=os,
+        **spec_overrides,
+    )
+    lab_spec = spec.build_spec(flag_values=flags)
+    spec.validate(lab_spec, spec.HostInfo(memory_mb=None, arch="amd64"))
+    lab_plan = plan_mod.make_plan(lab_spec)
+    lab = LabDir(home / "labs" / name)
+    render.write_lab(lab_plan, lab)
+    provider = LocalProvider(lab_plan, lab)
+    try:
+        provider.up(_progress)
+        yield LocalLab(plan=lab_plan, lab=lab, provider=provider, home=home)
+    finally:
+        provider.destroy()
+
+
+def leftovers(lab_name: str, subnet: str) -> list[str]:
+    """Every trace a lab could leave on the host: netns, links, iptables rules, cgroups, processes, mounts."""
+    found = []
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found += [f"netns {line.split()[0]}" for line in netns.splitlines() if f"kubelab-{lab_name}-" in line]
+    bridge = local_network.bridge_name(lab_name)
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines() if bridge in line]
+    found += [f"link of {bridge}" for line in links.splitlines() if f"master {bridge}" in line]
+    for table in ("nat", "filter"):
+        rules = subprocess.run(["iptables", "-w", "-t", table, "-S"], capture_output=True, text=True).stdout
+        found += [f"rule {r}" for r in rules.splitlines() if f"kubelab:{lab_name}" in r or subnet in r]
+    for current, dirs, _files in os.walk("/sys/fs/cgroup"):
+        found += [f"cgroup {current}/{d}" for d in dirs if d.startswith(f"kubelab-{lab_name}-")]
+        dirs[:] = [d for d in dirs if not d.startswith("kubelab-")]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            continue
+        if f"/kubelab-{lab_name}-" in cgroups:
+            found.append(f"process {pid}")
+    mounts = Path("/proc/self/mountinfo").read_text()
+    found += [f"mount {line.split()[4]}" for line in mounts.splitlines() if f"kubelab-{lab_name}-" in line]
+    return found
