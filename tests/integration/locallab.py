@@ -51,6 +51,13 @@ class LocalLab:
         argv[1:1] = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check)
 
+    def put(self, node: str, source: Path, destination: str) -> None:
+        """Copy a host file to a node (through the lab's SSH, as root)."""
+        with source.open("rb") as data:
+            argv = self.connection(node).ssh_argv([f"cat > {shlex.quote(destination)}"])
+            argv[1:1] = ["-o", "BatchMode=yes"]
+            subprocess.run(argv, stdin=data, capture_output=True, timeout=300, check=True)
+
 
 def _progress(node: str, message: str) -> None:
     print(f"[local lab] {node}: {message}", flush=True)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from locallab import LocalLab, leftovers
+from oci_image import build_image
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
+APT_INSTALL = "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends"
 
 
 def test_three_nodes_boot_reach_each_other_install_packages_and_leave_nothing(local_lab) -> None:
@@ -29,14 +38,94 @@ def test_three_nodes_boot_reach_each_other_install_packages_and_leave_nothing(lo
     # Each node has its own identity.
     ids = {lab.ssh(n.name, "cat /etc/machine-id", check=True).stdout for n in nodes}
     assert len(ids) == 3
-    install = lab.ssh("worker-2", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq")
+    install = lab.ssh("worker-2", f"apt-get update -qq && {APT_INSTALL} jq")
     assert install.returncode == 0, install.stderr
     assert lab.ssh("worker-2", "echo '{\"a\": 7}' | jq .a", check=True).stdout.strip() == "7"
     # The connection inventory Ansible uses is written and strict.
     assert "StrictHostKeyChecking=yes" in lab.lab.connection_inventory.read_text()
     assert oct(Path(lab.provider.key_file).stat().st_mode & 0o777) == "0o600"
     assert lab.provider.status()[0].state == "running"
+    # `up` again leaves running nodes alone (same PID 1 on the host).
+    pids = {n: lab.provider._state().node(n)["pid"] for n in ("master-1", "worker-1", "worker-2")}
+    lab.provider.up(lambda _node, _msg: None)
+    assert {n: lab.provider._state().node(n)["pid"] for n in pids} == pids
 
     assert lab.provider.destroy() is True
     assert leftovers(name, subnet) == []
     assert lab.provider.destroy() is False  # nothing left: a second destroy is a no-op
+
+
+def test_containerd_in_nodes_runs_a_locally_built_image_and_containers_reach_each_other(local_lab, tmp_path) -> None:
+    lab: LocalLab = local_lab(name="it-local-ctr", node_subnet="10.77.102.0/24", masters=1, workers=1)
+    image = "example.org/kubelab/busybox:it"
+    archive = build_image(tmp_path / "busybox.tar", image, files={"www/index.html": b"hello from master-1\n"})
+    for node in ("master-1", "worker-1"):
+        install = lab.ssh(
+            node, "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd"
+        )
+        assert install.returncode == 0, install.stderr
+        lab.put(node, archive, "/tmp/busybox.tar")
+        imported = lab.ssh(node, "ctr -n k8s.io images import /tmp/busybox.tar && ctr -n k8s.io images ls -q")
+        assert imported.returncode == 0, imported.stderr
+        assert image in imported.stdout.split()
+    server = lab.ssh("master-1", f"ctr -n k8s.io run -d --net-host {image} web httpd -f -p 8080 -h /www")
+    assert server.returncode == 0, server.stderr
+    master_ip = lab.plan.masters[0].ip
+    retry = f"for i in 1 2 3 4 5; do wget -qO- http://{master_ip}:8080/ && exit 0; sleep 1; done; exit 1"
+    fetch = f"ctr -n k8s.io run --rm --net-host {image} probe sh -c '{retry}'"
+    result = lab.ssh("worker-1", fetch)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "hello from master-1"
+
+
+UP_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from provisioner import plan, render, spec
+    from provisioner.lab import LabDir
+    from provisioner.providers.local import LocalProvider
+
+    home, name, subnet = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    flags = dict(name=name, provider="local", node_subnet=subnet, masters=1, workers=2, lb="none")
+    p = plan.make_plan(spec.build_spec(flag_values=flags))
+    lab = LabDir(home / "labs" / name)
+    render.write_lab(p, lab)
+    LocalProvider(p, lab).up(lambda node, msg: print(node, msg, flush=True))
+    """
+)
+
+
+def test_destroy_cleans_up_after_a_killed_up(tmp_path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("local namespace nodes need root")
+    from provisioner import plan, spec
+    from provisioner.lab import LabDir
+    from provisioner.providers.local import LocalProvider
+
+    name, subnet = "it-local-killed", "10.77.103.0/24"
+    lab = LabDir(tmp_path / "labs" / name)
+    proc = subprocess.Popen([sys.executable, "-c", UP_SCRIPT, str(tmp_path), name, subnet], cwd=REPO)
+    state_file = lab.root / "local" / "state.json"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            # Midway: at least one node recorded and started, the others maybe not yet.
+            if state_file.is_file() and any("netns" in n for n in json.loads(state_file.read_text())["nodes"].values()):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "up finished before it could be interrupted"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        s = spec.build_spec(
+            flag_values=dict(name=name, provider="local", node_subnet=subnet, masters=1, workers=2, lb="none")
+        )
+        provider = LocalProvider(plan.make_plan(s), lab)
+        destroyed = provider.destroy()
+    assert destroyed is True
+    assert leftovers(name, subnet) == []
+    assert not (lab.root / "local").exists()
+    assert provider.destroy() is False
