@@ -2,7 +2,7 @@
 # Debian packages kubelab's tests (and the local/libvirt providers) need. Installs only what is missing.
 set -euo pipefail
 packages=(
-  debootstrap iptables iproute2 openssh-client rsync busybox-static
+  debootstrap iptables iproute2 openssh-client rsync
   vagrant vagrant-libvirt
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients dnsmasq-base
   apt-cacher-ng skopeo busybox-static
