@@ -174,6 +174,8 @@ class VagrantProvider(Provider):
                 log.write(line)
                 parsed = parse_machine_readable(line)
                 if parsed is None:
+                    if "Error" in line and not line.lstrip().startswith("from "):
+                        errors.append(line.strip())  # a Ruby exception from Vagrant or a plugin
                     continue
                 target, kind, fields = parsed
                 if kind == "ui" and target in nodes and len(fields) >= 2:
