@@ -21,6 +21,7 @@ from pathlib import Path
 from provisioner.lab import LabDir, kubelab_home
 
 DEFAULT_PORT = 3142
+MAX_PORT = 32767  # apt-cacher-ng 3.7 cannot bind higher ports ("Error resolving address for binding")
 PROGRAM = "apt-cacher-ng"
 SUPPORT_DIR = Path("/usr/lib/apt-cacher-ng")
 
@@ -116,6 +117,10 @@ def start(port: int = DEFAULT_PORT, cache: CacheDir | None = None) -> CacheStatu
     cache = cache or CacheDir.default()
     if _pid_alive(cache):
         return status(cache)
+    if not 1 <= port <= MAX_PORT:
+        raise CacheError(f"port {port} does not work with {PROGRAM}, which takes ports 1-{MAX_PORT}: use e.g. 3142")
+    if _answers(port):
+        raise CacheError(f"port {port} is taken by another program: use `kubelab cache start --port {port + 1}`")
     program = shutil.which(PROGRAM)
     if program is None:
         raise CacheError(
@@ -133,8 +138,8 @@ def start(port: int = DEFAULT_PORT, cache: CacheDir | None = None) -> CacheStatu
         time.sleep(0.1)
     errors = (cache.logs / "apt-cacher.err").read_text()[-500:] if (cache.logs / "apt-cacher.err").exists() else ""
     raise CacheError(
-        f"{PROGRAM} did not start on port {port}: {(result.stderr or errors).strip() or 'no message'}; "
-        f"is the port taken? try `kubelab cache start --port {port + 1}`"
+        f"{PROGRAM} did not start on port {port}: {(result.stderr or errors).strip() or 'no message'} "
+        f"(its logs: {cache.logs})"
     )
 
 
