@@ -1,0 +1,104 @@
+"""The host's apt cache on real local nodes: the second lab's packages come from the cache, not the mirror."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from provisioner import cache
+from provisioner.lab import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+PACKAGE = "hello"  # small and not in the base root fs
+
+
+def free_port() -> int:
+    """A free port apt-cacher-ng can bind (it takes ports up to 32767 only)."""
+    for port in range(31420, 31520):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port in 31420-31519")
+
+
+def kubelab(lab, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).parent / "kubelab"), *args]
+    return subprocess.run(command, env=lab.env, capture_output=True, text=True, timeout=60)
+
+
+def point_at_cache(lab, work: Path, home: cache.CacheDir) -> str | None:
+    url = cache.write_lab_vars(lab.lab, "local", lab.plan.spec.node_subnet, home)
+    playbook = work / f"{lab.plan.spec.name}.yml"
+    playbook.write_text("- hosts: k8s_cluster\n  become: true\n  roles:\n    - role: apt_proxy\n")
+    env = {
+        **lab.env,
+        "ANSIBLE_CONFIG": str(REPO_ROOT / "playbooks" / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "playbooks" / "roles"),
+    }
+    ansible = str(Path(sys.executable).parent / "ansible-playbook")
+    argv = [ansible, "-i", str(lab.inventory), str(playbook)]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return url
+
+
+def install(lab, node: str = "master-1") -> None:
+    result = lab.ssh(node, f"apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {PACKAGE}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert lab.ssh(node, PACKAGE).stdout.strip() == "Hello, world!"
+
+
+def deb_lines(home: cache.CacheDir, client: str, kind: str) -> list[int]:
+    """Byte counts of the PACKAGE .deb in the cache's transfer log, for one client and I (fetched) or O (served)."""
+    lines = home.transfer_log.read_text().splitlines()
+    return [
+        int(p[2])
+        for p in (line.split("|") for line in lines)
+        if p[1] == kind and p[3] == client and f"/{PACKAGE}_" in p[4]
+    ]
+
+
+def test_second_lab_is_served_from_the_cache(local_lab, tmp_path):
+    first = local_lab(name="it-cache1", node_subnet="10.77.142.0/24", masters=1, workers=0)
+    second = local_lab(name="it-cache2", node_subnet="10.77.143.0/24", masters=1, workers=0)
+    home = cache.CacheDir(first.home / "cache" / "apt")  # the labs share one KUBELAB_HOME, as on a real host
+    port = free_port()
+    started = kubelab(first, "cache", "start", "--port", str(port))
+    try:
+        assert started.returncode == 0 and "apt cache: running" in started.stdout, started.stderr
+        assert point_at_cache(first, tmp_path, home) == f"http://10.77.142.1:{port}"
+        assert point_at_cache(second, tmp_path, home) == f"http://10.77.143.1:{port}"
+        ip1, ip2 = first.plan.nodes[0].ip, second.plan.nodes[0].ip
+
+        install(first)
+        after_first = cache.transfers(home)
+        assert deb_lines(home, ip1, "I") and deb_lines(home, ip1, "O")  # fetched from the mirror, then served
+
+        install(second)
+        from_second = cache.transfers(home, client=ip2)
+        assert deb_lines(home, ip2, "O") and not deb_lines(home, ip2, "I")  # the .deb came from the cache
+        assert from_second.served > 1_000_000  # the package lists too
+        assert from_second.fetched < after_first.fetched / 20, (from_second, after_first)
+        print(
+            f"first lab fetched {after_first.fetched} bytes; second fetched {from_second.fetched}, "
+            f"served {from_second.served}"
+        )
+
+        status = kubelab(first, "cache", "status")
+        assert f"port {port}" in status.stdout and "fetched" in status.stdout
+    finally:
+        stopped = kubelab(first, "cache", "stop")
+    assert stopped.returncode == 0 and "apt cache: stopped" in stopped.stdout
+    # With the cache gone, nodes fall back to the mirror instead of failing.
+    detect = second.ssh("master-1", "/usr/local/lib/kubelab/apt-proxy-detect")
+    assert detect.stdout.strip() == "DIRECT"
+    assert point_at_cache(second, tmp_path, home) is None
+    assert second.ssh("master-1", "test -e /etc/apt/apt.conf.d/01kubelab-proxy").returncode == 1
