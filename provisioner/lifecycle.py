@@ -78,8 +78,9 @@ def spec_for_up(file_values: dict[str, Any], flag_values: dict[str, Any]) -> tup
     base = {key: value for key, value in stored.items() if value not in (None, {})}
     file_layer = {**base, **file_values}
     for layer in (file_layer, flag_values):
-        if layer.get("inventory"):
-            layer["inventory"] = str(Path(layer["inventory"]).expanduser().resolve())
+        for key in ("inventory", "artifacts"):  # stored absolute: a resumed `up` may run from another folder
+            if layer.get(key):
+                layer[key] = str(Path(layer[key]).expanduser().resolve())
     provider = flag_values.get("provider") or file_layer.get("provider")
     if provider == "hosts":
         _counts_from_inventory(file_layer, flag_values)
@@ -136,11 +137,11 @@ def up(
 
     out = out or sys.stdout
     plan = make_plan(spec, arch=spec_mod.HostInfo.detect().arch)
-    with LabLock(lab, "up"):
-        if spec.artifacts:  # offline lab: every file present and intact before any node is touched
-            from provisioner.artifacts import check_artifacts
+    if spec.artifacts:  # offline lab: every file present and intact before anything is created
+        from provisioner.artifacts import check_artifacts
 
-            check_artifacts(spec.artifacts, spec, arch=plan.arch)
+        check_artifacts(spec.artifacts, spec, arch=plan.arch)
+    with LabLock(lab, "up"):
         write_lab(plan, lab)
         from provisioner.cache import write_lab_vars
 

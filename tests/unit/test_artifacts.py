@@ -6,6 +6,9 @@ import hashlib
 import http.server
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -327,3 +330,23 @@ def test_fetch_downloads_verifies_resumes_and_refuses_tampered_files(tmp_path, r
     (out / "bin" / "kubelet").unlink()
     with pytest.raises(ArtifactsError, match=r"kubelet: downloaded sha256 .* does not match the published"):
         artifacts.fetch(lab, out, image_tool="skopeo", progress=lambda _: None, run=fake_export)
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_up_refuses_an_incomplete_folder_before_creating_anything(tmp_path, damage):
+    folder, home = tmp_path / "artifacts", tmp_path / "home"
+    fill(folder, Needs("1.36.5", "none"))
+    artifacts.write_manifest(folder, Needs("1.36.5", "none"))
+    if damage == "missing":
+        (folder / "bin" / "kubelet").unlink()
+    else:
+        (folder / "images" / "registry.k8s.io_pause_3.10.2.tar").write_bytes(b"flipped")
+    argv = ["up", "--name", "it-offline-up", "--provider", "local", "--masters", "1", "--workers", "0"]
+    argv += ["--k8s-version", "1.36.5", "--cni", "none", "--artifacts", str(folder)]
+    kubelab = Path(sys.executable).parent / "kubelab"
+    env = {**os.environ, "KUBELAB_HOME": str(home)}
+    result = subprocess.run([str(kubelab), *argv], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    wanted = "missing bin/kubelet (listed in artifacts.json)" if damage == "missing" else "corrupt images/registry"
+    assert wanted in result.stderr and "kubelab artifacts fetch --k8s-version 1.36.5 --cni none" in result.stderr
+    assert not home.exists()  # no lab folder, no lock file: nothing was created
