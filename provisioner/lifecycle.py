@@ -89,7 +89,9 @@ def spec_for_up(file_values: dict[str, Any], flag_values: dict[str, Any]) -> tup
         from provisioner.providers.detect import detect_provider
 
         spec = spec_mod.resolve(spec.replace(provider=detect_provider()))
-    warnings = spec_mod.validate(spec, spec_mod.HostInfo.detect())
+    host = spec_mod.HostInfo.detect()
+    warnings = spec_mod.validate(spec, host)
+    _check_vm_memory(spec, host)
     if stored and load_state(lab).phases:
         changed = spec_differences(stored, spec.to_dict())
         if changed:
@@ -99,6 +101,21 @@ def spec_for_up(file_values: dict[str, Any], flag_values: dict[str, Any]) -> tup
                 f"{name}` first to rebuild it, or pick another --name"
             )
     return lab, spec, warnings
+
+
+def _check_vm_memory(spec: spec_mod.LabSpec, host: spec_mod.HostInfo) -> None:
+    """VMs get their RAM for real: a Vagrant lab larger than the host's memory is refused (a warning elsewhere)."""
+    from provisioner.boxes import VAGRANT_PROVIDERS
+    from provisioner.plan import total_memory
+
+    if spec.provider not in VAGRANT_PROVIDERS or host.memory_mb is None:
+        return
+    needed = total_memory(spec)
+    if needed > host.memory_mb:
+        raise LabError(
+            f"this lab's VMs need {needed} MB of RAM but the host has {host.memory_mb} MB; nothing was created: "
+            "use fewer nodes or less --master-memory/--worker-memory/--lb-memory"
+        )
 
 
 def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -141,13 +158,13 @@ def up(
         from provisioner.artifacts import check_artifacts
 
         check_artifacts(spec.artifacts, spec, arch=plan.arch)
+    provider = provider or provider_for(plan, lab)
+    provider.check()  # missing tools or unreachable hosts: said before the lab folder or any machine exists
     with LabLock(lab, "up"):
         write_lab(plan, lab)
         from provisioner.cache import write_lab_vars
 
         write_lab_vars(lab, spec.provider, spec.node_subnet)
-        provider = provider or provider_for(plan, lab)
-        provider.check()
         return run_phases(lab, plan, provider, start=start, until=until, out=out)
 
 
