@@ -4,6 +4,7 @@ on a per-lab bridge, reached over SSH like a VM. Needs root. See local_image/_ne
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 from provisioner import boxes, render
 from provisioner.lab import LabDir
 from provisioner.plan import Node, Plan
-from provisioner.providers import local_host, local_image, local_network, local_node
+from provisioner.providers import local_host, local_image, local_network, local_node, local_remnants
 from provisioner.providers.base import Connection, NodeStatus, Progress, Provider, ProviderError
 from provisioner.providers.local_state import LocalState, lab_lock
 
@@ -100,6 +101,7 @@ class LocalProvider(Provider):
             base = local_image.ensure_image(suite, lambda msg: progress(self.lab_name, msg))
             started = time.monotonic()
             state = self._state()
+            self._claim_names(state, progress)
             self._ensure_network(state)
             self._ensure_key()
             host_keys = {node.name: self._prepare_node(node) for node in self.plan.nodes}
@@ -141,13 +143,23 @@ class LocalProvider(Provider):
     def halt(self) -> None:
         with self._lock():
             state = self._state()
+            if not state.exists() or self._foreign_owner():
+                return  # nothing of this lab folder runs (a lab of the same name elsewhere is not ours)
             with ThreadPoolExecutor(max_workers=max(1, len(self.plan.nodes))) as pool:
                 list(pool.map(lambda n: self._stop_node(state, n.name, HALT_TIMEOUT), self.plan.nodes))
 
     def destroy(self) -> bool:
         with self._lock():
             state = self._state()
-            found = state.exists()
+            if not state.exists() or self._foreign_owner():
+                # This lab folder holds nothing on the host: only dead remnants under the lab's names (a
+                # crashed run from a folder that is gone) are removed, never a lab alive elsewhere.
+                found = self._remove_dead_remnants(None)
+                if state.data.get("sysctls_held"):
+                    local_host.release_host_sysctls(str(state.path))
+                self._remove_files()
+                return found
+            found = True
             names = sorted({*state.data["nodes"], *(n.name for n in self.plan.nodes)})
             with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
                 found = any(list(pool.map(lambda name: self._stop_node(state, name, 0.0), names))) or found
@@ -158,31 +170,72 @@ class LocalProvider(Provider):
             found = local_network.delete_link(state.data.get("bridge", self.bridge)) or found
             if state.data.get("sysctls_held"):
                 local_host.release_host_sysctls(str(state.path))
-            for path in (self.known_hosts, self.key_file, self.key_file.with_suffix(".pub")):
-                found = path.exists() or found
-                path.unlink(missing_ok=True)
-            self.lab.connection_inventory.unlink(missing_ok=True)
-            self.lab.provider_vars.unlink(missing_ok=True)
-            if self.state_dir.exists():
-                local_image.remove_tree(self.state_dir)
+            self._remove_files()
             return found
+
+    def _remove_files(self) -> None:
+        for path in (self.known_hosts, self.key_file, self.key_file.with_suffix(".pub")):
+            path.unlink(missing_ok=True)
+        self.lab.connection_inventory.unlink(missing_ok=True)
+        self.lab.provider_vars.unlink(missing_ok=True)
+        if self.state_dir.exists():
+            local_image.remove_tree(self.state_dir)
 
     # --- steps -------------------------------------------------------------------------------------------
 
+    def _foreign_owner(self) -> str | None:
+        """The other lab folder whose lab of the same name owns the bridge, if any."""
+        owner = local_network.bridge_owner(self.bridge)
+        return owner if owner is not None and owner != str(self.state_dir) else None
+
+    def _claim_names(self, state: LocalState, progress: Progress) -> None:
+        """Make sure the host objects named after this lab are this lab folder's own, or none. A lab of the
+        same name from another KUBELAB_HOME is refused (nothing running is lost); dead remnants of a crashed
+        run whose lab folder may be gone are removed."""
+        owner = local_network.bridge_owner(self.bridge)
+        if owner == str(self.state_dir) or (owner is None and state.data.get("bridge") == self.bridge):
+            return  # ours (a bridge made before owners were recorded counts as ours if our state names it)
+        found = local_remnants.find(self.lab_name)
+        if not found:
+            return
+        where = f"lab folder {Path(owner).parent}" if owner else "another KUBELAB_HOME"
+        if found.alive():
+            raise ProviderError(
+                f"a lab named '{self.lab_name}' is running on this host from {where} ({found.describe()}), "
+                f"so lab '{self.lab_name}' in {self.lab.root} cannot use its names: destroy it there first "
+                "(KUBELAB_HOME=... kubelab destroy), or pick another --name"
+            )
+        if owner and Path(owner).is_dir():
+            raise ProviderError(
+                f"a halted lab named '{self.lab_name}' exists on this host from {where}: resume or destroy it "
+                "there first (KUBELAB_HOME=... kubelab destroy), or pick another --name"
+            )
+        self._remove_dead_remnants(progress)
+
+    def _remove_dead_remnants(self, progress: Progress | None) -> bool:
+        """Remove host objects named after this lab when none of their processes is alive. True if any."""
+        found = local_remnants.find(self.lab_name)
+        owner = self._foreign_owner()
+        if not found or found.alive() or (owner and Path(owner).is_dir()):
+            return False
+        if progress:
+            progress(
+                self.lab_name,
+                f"removing dead remnants of an earlier run of lab '{self.lab_name}' whose processes are gone "
+                f"(a crashed or killed run): {found.describe()}",
+            )
+        local_remnants.remove(found)
+        return True
+
     def _ensure_network(self, state: LocalState) -> None:
         subnet = self.plan.spec.node_subnet
-        if local_network.link_exists(self.bridge) and state.data.get("bridge") != self.bridge:
-            raise ProviderError(
-                f"bridge {self.bridge} exists but lab '{self.lab_name}' in {self.lab.root} did not create it: "
-                "is a lab with the same name running from another KUBELAB_HOME? Destroy it first"
-            )
         local_network.check_subnet_free(subnet, self.bridge)
         state.record("lab", self.lab_name)
         state.record("subnet", subnet)
         state.record("bridge", self.bridge)
         state.record("sysctls_held", True)
         local_host.hold_host_sysctls(str(state.path))
-        local_network.ensure_bridge(self.bridge, subnet, self.plan.spec.mtu)
+        local_network.ensure_bridge(self.bridge, subnet, self.plan.spec.mtu, str(self.state_dir))
         for rule in local_network.nat_rules(self.lab_name, self.bridge, subnet):
             state.record_rule(rule)
             local_network.ensure_rule(rule)
@@ -223,9 +276,7 @@ class LocalProvider(Provider):
         leaf = self._leaf(name)
         found = [Path(p) for p in state.node(name).get("cgroups", [])]
         found += local_host.node_cgroup_dirs(leaf)
-        for point, _fstype, _options in local_host.cgroup_mounts():
-            for pattern in (leaf, f"*/{leaf}", f"*/*/{leaf}", f"*/*/*/{leaf}"):
-                found += point.glob(pattern)
+        found += local_host.find_cgroup_dirs(re.compile(re.escape(leaf)))
         return list(dict.fromkeys(found))
 
     def _start_node(self, state: LocalState, node: Node, base: Path, progress: Progress) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -18,6 +20,7 @@ from provisioner.providers.base import ProviderError
 HOST_SYSCTLS = ("net.ipv4.ip_forward", "kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory")
 SYSCTL_REGISTRY = Path("/run/kubelab/host-sysctls.json")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_SEARCH_DEPTH = 4  # e.g. memory/process_api/<session>/kubelab-LAB-NODE
 
 
 def run(argv: list[str], what: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -133,13 +136,59 @@ def cgroup_pids(directory: Path) -> list[int]:
     return pids
 
 
-def remove_cgroup(directory: Path) -> None:
-    """Remove an empty cgroup tree, deepest directories first."""
-    if not directory.is_dir():
-        return
-    for current, _dirs, _files in sorted(os.walk(directory), key=lambda w: len(w[0]), reverse=True):
-        with suppress(OSError):
-            os.rmdir(current)
+def find_cgroup_dirs(pattern: re.Pattern[str], depth: int = CGROUP_SEARCH_DEPTH) -> list[Path]:
+    """Cgroup directories whose name matches `pattern`, down to `depth` levels in every mounted hierarchy
+    (a node started by another process sits below that process's cgroup). Does not descend into matches or
+    other kubelab node cgroups, and tolerates directories that vanish during the scan."""
+    found: list[Path] = []
+    level = [point for point, _fstype, _options in cgroup_mounts()]
+    for _depth in range(depth):
+        below: list[Path] = []
+        for directory in level:
+            for entry in _subdirs(directory):
+                if pattern.fullmatch(entry.name):
+                    found.append(entry)
+                elif not entry.name.startswith("kubelab-"):
+                    below.append(entry)
+        level = below
+    return found
+
+
+def _subdirs(directory: Path) -> list[Path]:
+    """Subdirectories of a cgroup directory; empty if it is gone (cgroups come and go at any time)."""
+    result = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        result.append(Path(entry.path))
+                except OSError:
+                    continue
+    except OSError:
+        pass
+    return result
+
+
+def remove_cgroup(directory: Path, timeout: float = 5.0) -> bool:
+    """Remove a cgroup tree whose processes are gone, deepest directories first. A directory still busy
+    (its last processes being reaped) is retried until `timeout`; one that vanished meanwhile is fine.
+    True when the tree is gone."""
+    for child in _subdirs(directory):
+        remove_cgroup(child, timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.rmdir(directory)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError as error:
+            if error.errno != errno.EBUSY or time.monotonic() > deadline:
+                return False
+            for child in _subdirs(directory):  # a child created meanwhile
+                remove_cgroup(child, 0.0)
+            time.sleep(0.05)
 
 
 # --- processes -------------------------------------------------------------------------------------------

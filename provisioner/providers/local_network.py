@@ -11,6 +11,7 @@ from provisioner.providers.base import ProviderError
 from provisioner.providers.local_host import run
 
 NETNS_DIR = Path("/run/netns")
+OWNER_PREFIX = "kubelab:"
 
 
 def _short(text: str) -> str:
@@ -63,10 +64,22 @@ def check_subnet_free(subnet: str, bridge: str) -> None:
             )
 
 
-def ensure_bridge(bridge: str, subnet: str, mtu: int | None) -> None:
-    """Create the lab bridge with the .1 address (idempotent). Multicast snooping is off so VRRP floods."""
+def bridge_owner(bridge: str) -> str | None:
+    """The lab folder that created the bridge (kept in the link's alias), None if unknown or no bridge."""
+    try:
+        alias = Path("/sys/class/net", bridge, "ifalias").read_text().strip()
+    except OSError:
+        return None
+    return alias.removeprefix(OWNER_PREFIX) if alias.startswith(OWNER_PREFIX) else None
+
+
+def ensure_bridge(bridge: str, subnet: str, mtu: int | None, owner: str) -> None:
+    """Create the lab bridge with the .1 address (idempotent), its alias naming the owning lab folder.
+    Multicast snooping is off so VRRP floods."""
     if not link_exists(bridge):
         run(["ip", "link", "add", bridge, "type", "bridge", "mcast_snooping", "0"])
+    if bridge_owner(bridge) != owner:
+        run(["ip", "link", "set", "dev", bridge, "alias", OWNER_PREFIX + owner])
     if mtu:
         run(["ip", "link", "set", bridge, "mtu", str(mtu)])
     address = str(gateway(subnet))

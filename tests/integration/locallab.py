@@ -1,4 +1,5 @@
-"""Real `local` labs for integration tests: `running_local_lab` (context manager), `LocalLab`, `leftovers`."""
+"""Real `local` labs for integration tests: `running_local_lab` (context manager), `LocalLab`, `leftovers`,
+`crash` (kill a lab's processes the way an ended host session does) and `sweep` (teardown of last resort)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from provisioner import plan as plan_mod
 from provisioner import render, spec
 from provisioner.lab import LabDir
 from provisioner.plan import Plan
-from provisioner.providers import local_network
+from provisioner.providers import local_host, local_network, local_remnants
 from provisioner.providers.base import Connection
 from provisioner.providers.local import LocalProvider
 
@@ -125,3 +126,18 @@ def leftovers(lab_name: str, subnet: str) -> list[str]:
     mounts = Path("/proc/self/mountinfo").read_text()
     found += [f"mount {line.split()[4]}" for line in mounts.splitlines() if f"kubelab-{lab_name}-" in line]
     return found
+
+
+def crash(lab_name: str) -> list[int]:
+    """SIGKILL every process of a lab (found by its names) and wait until they are reaped, leaving its netns,
+    links, rules and cgroups behind like a killed host session does. Returns the PIDs killed."""
+    pids = local_remnants.find(lab_name).alive()
+    local_host.kill_pids(pids)
+    assert local_host.wait_gone(pids, 10.0, reaped=True), f"processes of {lab_name} survived SIGKILL: {pids}"
+    return pids
+
+
+def sweep(lab_name: str) -> None:
+    """Remove whatever a test lab left on the host, alive or not (only for the tests' own lab names)."""
+    crash(lab_name)
+    local_remnants.remove(local_remnants.find(lab_name))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,8 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-from locallab import LocalLab, leftovers
+from locallab import LocalLab, crash, leftovers, sweep
 from oci_image import build_image
+
+from provisioner import plan, render, spec
+from provisioner.lab import LabDir
+from provisioner.providers import local_host
+from provisioner.providers.base import ProviderError
+from provisioner.providers.local import LocalProvider
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +56,28 @@ def test_three_nodes_boot_reach_each_other_install_packages_and_leave_nothing(lo
     pids = {n: lab.provider._state().node(n)["pid"] for n in ("master-1", "worker-1", "worker-2")}
     lab.provider.up(lambda _node, _msg: None)
     assert {n: lab.provider._state().node(n)["pid"] for n in pids} == pids
+
+    # A second lab lives beside it; one that wants the same subnet is refused and touches nothing.
+    side: LocalLab = local_lab(name="it-local-side", node_subnet="10.77.104.0/24")
+    assert side.ssh("master-1", "hostname", check=True).stdout.strip() == "master-1"
+    clash_flags = dict(name="it-local-clash", provider="local", node_subnet=subnet, masters=1, workers=0, lb="none")
+    clash_lab = LabDir(side.home / "labs" / "it-local-clash")
+    clash = LocalProvider(plan.make_plan(spec.build_spec(flag_values=clash_flags)), clash_lab)
+    with pytest.raises(ProviderError, match="already in use"):
+        clash.up(lambda _node, _msg: None)
+    assert clash.destroy() is False
+    assert side.provider.destroy() is True
+    assert leftovers("it-local-side", "10.77.104.0/24") == []
+
+    # halt keeps the nodes' disks, resume boots them again.
+    lab.ssh("worker-1", "echo kept > /root/marker", check=True)
+    lab.provider.halt()
+    assert {s.state for s in lab.provider.status()} == {"stopped"}
+    lab.provider.resume(lambda _node, _msg: None)
+    assert lab.ssh("worker-1", "cat /root/marker; systemctl is-system-running", check=True).stdout.split() == [
+        "kept",
+        "running",
+    ]
 
     assert lab.provider.destroy() is True
     assert leftovers(name, subnet) == []
@@ -99,10 +128,6 @@ UP_SCRIPT = textwrap.dedent(
 def test_destroy_cleans_up_after_a_killed_up(tmp_path) -> None:
     if os.geteuid() != 0:
         pytest.skip("local namespace nodes need root")
-    from provisioner import plan, spec
-    from provisioner.lab import LabDir
-    from provisioner.providers.local import LocalProvider
-
     name, subnet = "it-local-killed", "10.77.103.0/24"
     lab = LabDir(tmp_path / "labs" / name)
     proc = subprocess.Popen([sys.executable, "-c", UP_SCRIPT, str(tmp_path), name, subnet], cwd=REPO)
@@ -129,3 +154,56 @@ def test_destroy_cleans_up_after_a_killed_up(tmp_path) -> None:
     assert leftovers(name, subnet) == []
     assert not (lab.root / "local").exists()
     assert provider.destroy() is False
+
+
+def _quiet(_node: str, _message: str) -> None:
+    pass
+
+
+def _rendered_provider(home: Path, name: str, subnet: str, workers: int = 0) -> LocalProvider:
+    flags = dict(name=name, provider="local", node_subnet=subnet, masters=1, workers=workers, lb="none")
+    lab_plan = plan.make_plan(spec.build_spec(flag_values=flags))
+    lab = LabDir(home / "labs" / name)
+    render.write_lab(lab_plan, lab)
+    return LocalProvider(lab_plan, lab)
+
+
+def test_dead_remnants_of_a_crashed_lab_are_removed_by_the_next_up_from_another_home(tmp_path_factory) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("local namespace nodes need root")
+    name, subnet = "it-local-ghost", "10.77.105.0/24"
+    crashed_home = tmp_path_factory.mktemp("home-crashed")
+    fresh = _rendered_provider(tmp_path_factory.mktemp("home-fresh"), name, subnet, workers=1)
+    try:
+        _rendered_provider(crashed_home, name, subnet, workers=1).up(_quiet)
+        # The host session ends: every process is killed, the lab's folder is lost, host objects stay.
+        assert crash(name)
+        shutil.rmtree(crashed_home)
+        left = leftovers(name, subnet)
+        for kind in ("netns", "link", "rule", "cgroup"):
+            assert any(item.startswith(kind) for item in left), (kind, left)
+        assert not any(item.startswith("process") for item in left)
+
+        messages: list[str] = []
+        fresh.up(lambda _node, message: messages.append(message))
+        assert any("removing dead remnants" in m for m in messages), messages
+        assert {s.state for s in fresh.status()} == {"running"}
+        assert fresh.destroy() is True
+        assert leftovers(name, subnet) == []
+    finally:
+        fresh.destroy()
+        sweep(name)
+
+
+def test_a_running_lab_of_the_same_name_from_another_home_is_refused_and_left_running(local_lab, tmp_path) -> None:
+    name, subnet = "it-local-live", "10.77.106.0/24"
+    lab: LocalLab = local_lab(name=name, node_subnet=subnet)
+    pid = lab.provider._state().node("master-1")["pid"]
+    other = _rendered_provider(tmp_path, name, subnet)
+    with pytest.raises(ProviderError, match=f"a lab named '{name}' is running on this host from lab folder"):
+        other.up(_quiet)
+    other.halt()
+    assert other.destroy() is False
+    assert local_host.pid_alive(pid)
+    assert lab.ssh("master-1", "systemctl is-system-running", check=True).stdout.strip() == "running"
+    assert lab.provider._state().node("master-1")["pid"] == pid
