@@ -4,6 +4,8 @@ The cache lives in ``$KUBELAB_HOME/cache/apt`` (config, downloaded packages, log
 addresses, so local nodes reach it through their bridge and Vagrant VMs through their private network:
 in both the host is address .1 of the lab's node subnet. Nodes use it through the ``apt_proxy`` role
 (inventory var ``kubelab_apt_proxy``); they fall back to direct downloads whenever the cache is down.
+Offline mode (``kubelab cache start --offline``) never touches the network: it serves only what earlier labs
+put into the cache, so labs work without internet after the first time.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ class CacheDir:
         return self.root / "port"
 
     @property
+    def config_file(self) -> Path:
+        return self.conf / "acng.conf"
+
+    @property
     def transfer_log(self) -> Path:
         return self.logs / "apt-cacher.log"
 
@@ -81,9 +87,10 @@ class CacheStatus:
     port: int | None
     size_bytes: int
     transfers: Transfers
+    offline: bool = False
 
 
-def _config(cache: CacheDir, port: int) -> str:
+def _config(cache: CacheDir, port: int, offline: bool) -> str:
     """acng.conf: no remapping, so every mirror URL is cached under its own host name."""
     return "\n".join(
         [
@@ -96,6 +103,7 @@ def _config(cache: CacheDir, port: int) -> str:
             f"Port: {port}",
             "BindAddress: 0.0.0.0",
             "ExThreshold: 4",
+            f"Offlinemode: {int(offline)}",
             "",
         ]
     )
@@ -112,11 +120,24 @@ def _pid_alive(cache: CacheDir) -> int | None:
     return pid if args and Path(args[0]).name == PROGRAM and str(cache.conf) in args else None
 
 
-def start(port: int = DEFAULT_PORT, cache: CacheDir | None = None) -> CacheStatus:
-    """Start the cache (idempotent: a running cache is left alone) and wait until it accepts requests."""
+def is_offline(cache: CacheDir) -> bool:
+    """Whether the cache's current config serves from the cache only."""
+    try:
+        return "Offlinemode: 1" in cache.config_file.read_text().splitlines()
+    except OSError:
+        return False
+
+
+def start(port: int = DEFAULT_PORT, cache: CacheDir | None = None, offline: bool = False) -> CacheStatus:
+    """Start the cache and wait until it accepts requests.
+
+    Idempotent: a cache running with the same port and mode is left alone, one running otherwise is restarted.
+    """
     cache = cache or CacheDir.default()
     if _pid_alive(cache):
-        return status(cache)
+        if configured_port(cache) == port and is_offline(cache) == offline:
+            return status(cache)
+        stop(cache)
     if not 1 <= port <= MAX_PORT:
         raise CacheError(f"port {port} does not work with {PROGRAM}, which takes ports 1-{MAX_PORT}: use e.g. 3142")
     if _answers(port):
@@ -128,7 +149,7 @@ def start(port: int = DEFAULT_PORT, cache: CacheDir | None = None) -> CacheStatu
         )
     for path in (cache.conf, cache.data, cache.logs):
         path.mkdir(parents=True, exist_ok=True)
-    (cache.conf / "acng.conf").write_text(_config(cache, port))
+    cache.config_file.write_text(_config(cache, port, offline))
     cache.port_file.write_text(f"{port}\n")
     result = subprocess.run([program, "-c", str(cache.conf), "ForeGround=0"], capture_output=True, text=True)
     deadline = time.monotonic() + 10
@@ -201,12 +222,13 @@ def status(cache: CacheDir | None = None) -> CacheStatus:
     cache = cache or CacheDir.default()
     size = sum(f.stat().st_size for f in cache.data.rglob("*") if f.is_file()) if cache.data.is_dir() else 0
     pid = _pid_alive(cache)
-    return CacheStatus(pid is not None, pid, configured_port(cache), size, transfers(cache))
+    return CacheStatus(pid is not None, pid, configured_port(cache), size, transfers(cache), is_offline(cache))
 
 
 def describe(state: CacheStatus, cache: CacheDir | None = None) -> str:
     cache = cache or CacheDir.default()
-    head = f"apt cache: running (pid {state.pid}, port {state.port})" if state.running else "apt cache: stopped"
+    mode = ", offline: serves only what it has cached" if state.offline else ""
+    head = f"apt cache: running (pid {state.pid}, port {state.port}{mode})" if state.running else "apt cache: stopped"
     t = state.transfers
     return "\n".join(
         [

@@ -1,4 +1,5 @@
-"""The host's apt cache on real local nodes: the second lab's packages come from the cache, not the mirror."""
+"""The host's apt cache on real local nodes: the second lab's packages come from the cache, not the mirror,
+and in offline mode a lab with its egress dropped still installs them."""
 
 from __future__ import annotations
 
@@ -50,20 +51,35 @@ def point_at_cache(lab, work: Path, home: cache.CacheDir) -> str | None:
     return url
 
 
-def install(lab, node: str = "master-1") -> None:
-    result = lab.ssh(node, f"apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {PACKAGE}")
+def install(lab, node: str = "master-1", options: str = "") -> None:
+    command = f"apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {options} {PACKAGE}"
+    result = lab.ssh(node, command)
     assert result.returncode == 0, result.stderr[-2000:]
     assert lab.ssh(node, PACKAGE).stdout.strip() == "Hello, world!"
 
 
-def deb_lines(home: cache.CacheDir, client: str, kind: str) -> list[int]:
-    """Byte counts of the PACKAGE .deb in the cache's transfer log, for one client and I (fetched) or O (served)."""
-    lines = home.transfer_log.read_text().splitlines()
+def deb_lines(home: cache.CacheDir, client: str, kind: str, skip: int = 0) -> list[int]:
+    """Byte counts of the PACKAGE .deb in the cache's transfer log (from line `skip` on), for one client and
+    I (fetched) or O (served)."""
+    lines = home.transfer_log.read_text().splitlines()[skip:]
     return [
         int(p[2])
         for p in (line.split("|") for line in lines)
         if p[1] == kind and p[3] == client and f"/{PACKAGE}_" in p[4]
     ]
+
+
+def egress(subnet: str, block: bool) -> None:
+    """DROP (and count) every packet the lab's nodes send out through the host, or remove that rule again."""
+    rule = ["FORWARD", "-s", subnet, "-m", "comment", "--comment", f"kubelab-it-cache-drop-{subnet}", "-j", "DROP"]
+    action = ["-I", rule[0], "1", *rule[1:]] if block else ["-D", *rule]
+    subprocess.run(["iptables", "-w", *action], check=block, capture_output=True)
+
+
+def dropped_packets(subnet: str) -> int:
+    listing = subprocess.run(["iptables", "-w", "-L", "FORWARD", "-v", "-x", "-n"], capture_output=True, text=True)
+    (line,) = [line for line in listing.stdout.splitlines() if f"kubelab-it-cache-drop-{subnet}" in line]
+    return int(line.split()[0])
 
 
 def test_second_lab_is_served_from_the_cache(local_lab, tmp_path):
@@ -94,6 +110,21 @@ def test_second_lab_is_served_from_the_cache(local_lab, tmp_path):
 
         status = kubelab(first, "cache", "status")
         assert f"port {port}" in status.stdout and "fetched" in status.stdout
+
+        # Offline mode: no internet for the cache, none for the lab; packages still come from the cache.
+        offline = kubelab(first, "cache", "start", "--port", str(port), "--offline")
+        assert offline.returncode == 0 and "offline" in offline.stdout, offline.stderr
+        seen = len(home.transfer_log.read_text().splitlines())
+        subnet = second.plan.spec.node_subnet
+        try:
+            egress(subnet, block=True)
+            second.ssh("master-1", "apt-get clean", check=True)
+            install(second, options="--reinstall")
+            assert dropped_packets(subnet) == 0  # nothing tried to leave the lab
+        finally:
+            egress(subnet, block=False)
+        assert deb_lines(home, ip2, "O", skip=seen)
+        assert not [line for line in home.transfer_log.read_text().splitlines()[seen:] if "|I|" in line]
     finally:
         stopped = kubelab(first, "cache", "stop")
     assert stopped.returncode == 0 and "apt cache: stopped" in stopped.stdout
