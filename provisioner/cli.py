@@ -221,7 +221,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     try:
         if args.cache_command == "start":
-            cache.start(args.port)
+            cache.start(args.port, offline=args.offline)
         elif args.cache_command == "stop" and not cache.stop():
             print("apt cache: was not running")
             return 0
@@ -260,6 +260,9 @@ def _cache_parser(sub) -> None:  # sub: argparse subparsers
     commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     start = commands.add_parser("start", help="start apt-cacher-ng; labs created while it runs use it")
     start.add_argument("--port", type=int, default=3142, help="TCP port (default: 3142)")
+    start.add_argument(
+        "--offline", action="store_true", help="serve only what is cached, never download (no internet needed)"
+    )
     commands.add_parser("stop", help="stop it; cached packages stay for the next start")
     commands.add_parser("status", help="running or not, cache size, bytes served and fetched")
     cache.set_defaults(func=cmd_cache)
