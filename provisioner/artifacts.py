@@ -627,4 +627,8 @@ def describe(needs: Needs, exact_from_minor: bool = False) -> str:
             f"  CNI images are the ones manifests/{cni_manifest(needs.cni)[0]} names; listed: the expected set."
         )  # type: ignore[index]
     lines.append(f"  {MANIFEST}  (every file above with kind, name, version and sha256)")
+    lines.append(
+        "Debian/Ubuntu packages the phases install (curl, haproxy, keepalived, the distro's containerd) are not in "
+        "the folder: the host's apt cache serves them (`kubelab cache start`, then `--offline` once a lab filled it)."
+    )
     return "\n".join(lines)
