@@ -176,7 +176,8 @@ def run_phases(lab: LabDir, plan: Plan, provider: Provider, start: str | None, u
         state.forget(phases_mod.later_phases(start))
         save_state(lab, state)
     if not selected:
-        print(f"lab '{plan.spec.name}' is up: every phase is done (re-run one with --from PHASE)", file=out)
+        through = f" through {until}" if until else ""
+        print(f"lab '{plan.spec.name}': every phase{through} is done (re-run one with --from PHASE)", file=out)
         return 0
     if selected[0].name != "nodes" and state.is_done("nodes"):
         _refresh_connections(lab, plan, provider)

@@ -15,6 +15,7 @@ The inventory is YAML in Ansible's shape, with the groups `lb` (optional), `mast
             w1: {ansible_host: 203.0.113.31, kubelab_ip: 10.0.0.31}
 
 `ansible_host` is where SSH connects (default: the host's name), `ansible_port` defaults to 22,
+`ansible_ssh_common_args`/`ansible_ssh_extra_args` are passed to ssh (e.g. `-o UserKnownHostsFile=...`),
 `kubelab_ip` is the host's address on the node network that Kubernetes uses (default: ansible_host);
 it must lie inside --node-subnet, and --vip must be a free address there. Hosts map onto the lab's
 nodes in order: the first master is master-1 (it runs `kubeadm init`), and so on.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shlex
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,12 +36,9 @@ from provisioner import render
 from provisioner.providers.base import Connection, NodeStatus, Progress, Provider, ProviderError
 
 GROUPS = {"lb": "lb", "masters": "master", "workers": "worker"}
-SSH_CHECK_OPTIONS = (
-    "-oBatchMode=yes",
-    "-oConnectTimeout=10",
-    "-oStrictHostKeyChecking=accept-new",
-    "-oLogLevel=ERROR",
-)
+SSH_CHECK_OPTIONS = ("-oBatchMode=yes", "-oConnectTimeout=10", "-oLogLevel=ERROR")
+# After the inventory's own ssh arguments: ssh keeps the first value of an option, so the user's win.
+SSH_DEFAULT_OPTIONS = ("-oStrictHostKeyChecking=accept-new",)
 
 
 @dataclass(frozen=True)
@@ -148,12 +147,17 @@ def _host(path: Path, name: str, node: str, variables: dict[str, Any], network, 
         )
     if vip and str(ip) == vip:
         raise ProviderError(f"{path}: host {name} has the VIP {vip} as its address: pass --vip with a free address")
+    user_args = [
+        arg
+        for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args")
+        for arg in shlex.split(variables.get(key) or "")
+    ]
     connection = Connection(
         host=address,
         port=int(variables.get("ansible_port", 22)),
         user=str(user),
         key_file=str(key_path),
-        extra_ssh_args=("-oStrictHostKeyChecking=accept-new",),
+        extra_ssh_args=(*user_args, *SSH_DEFAULT_OPTIONS),
     )
     return Host(inventory_name=name, node=node, ip=str(ip), connection=connection)
 

@@ -1,0 +1,120 @@
+"""A lab's whole life through the `kubelab` CLI on real `local` nodes: up (phases, --until, resume, --from),
+status, ssh, kubeconfig, halt, resume, destroy; everything the lab made is gone afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from locallab import leftovers, sweep
+
+pytestmark = pytest.mark.integration
+NAME, SUBNET = "it-life", "10.77.122.0/24"
+# The phases this machine can run without Kubernetes binaries: the ones before `packages`.
+UNTIL = "runtime"
+
+
+def kubelab(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """`kubelab ARGS` in a subprocess with KUBELAB_HOME=home; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "provisioner.cli", *args],
+        env={**os.environ, "KUBELAB_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """KUBELAB_HOME of the lab; at the end `kubelab destroy` (and a sweep if it left anything)."""
+    if os.geteuid() != 0:
+        pytest.skip("local namespace nodes need root")
+    path = tmp_path_factory.mktemp("kubelab-life")
+    try:
+        yield path
+    finally:
+        kubelab(path, "destroy", "--name", NAME, "--yes")
+        remaining = leftovers(NAME, SUBNET)
+        if remaining:
+            sweep(NAME)
+            pytest.fail(f"`kubelab destroy` left {remaining}")
+
+
+def test_up_until_status_resume_from_halt_destroy(home: Path) -> None:
+    flags = ["--name", NAME, "--provider", "local", "--node-subnet", SUBNET, "--masters", "1", "--workers", "1"]
+    flags += ["--lb", "none", "--containerd-source", "distro"]  # no GitHub downloads here
+    first = kubelab(home, "up", *flags, "--until", "nodes")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"lab '{NAME}' (local): nodes\n" in first.stdout
+    assert "nodes" in first.stdout and "2 node(s)" in first.stdout
+
+    # Without flags `up` resumes the lab as created, at the first unfinished phase.
+    up = kubelab(home, "up", "--name", NAME, "--until", UNTIL)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"lab '{NAME}' (local): prepare, {UNTIL}\n" in up.stdout
+    lines = up.stdout.splitlines()
+    for phase in ("prepare", UNTIL):  # one result line per phase: mark, name, elapsed time, ok, Ansible's recap
+        line = next(line for line in lines if line.startswith("✓ ") and f" {phase} " in line)
+        assert " ok " in line, line
+    lab = home / "labs" / NAME
+    for phase in ("prepare", UNTIL):
+        assert "PLAY RECAP" in (lab / "logs" / f"{phase}.log").read_text()
+    assert list(json.loads((lab / "timings.json").read_text())["phases"]) == ["nodes", "prepare", UNTIL]
+
+    status = kubelab(home, "status", "--name", NAME, "--json")
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert data["phases"]["done"] == ["nodes", "prepare", UNTIL]
+    assert data["phases"]["next"] == "packages"
+    assert data["kubeconfig"] is None
+    assert [(n["name"], n["ip"], n["state"]) for n in data["nodes"]] == [
+        ("master-1", "10.77.122.21", "running"),
+        ("worker-1", "10.77.122.31", "running"),
+    ]
+    text = kubelab(home, "status", "--name", NAME).stdout
+    assert "next phase   packages" in text and "master-1    master   10.77.122.21" in text
+
+    kubeconfig = kubelab(home, "kubeconfig", "--name", NAME)
+    assert kubeconfig.returncode == 1
+    assert f"lab '{NAME}' has no kubeconfig yet" in kubeconfig.stderr and "control-plane phase" in kubeconfig.stderr
+
+    ssh = kubelab(home, "ssh", "--name", NAME, "worker-1", "--", "systemctl", "is-active", "containerd")
+    assert (ssh.returncode, ssh.stdout.strip()) == (0, "active"), ssh.stderr
+    unknown = kubelab(home, "ssh", "--name", NAME, "worker-9")
+    assert unknown.returncode == 1 and "has no node 'worker-9'; its nodes: master-1, worker-1" in unknown.stderr
+
+    # Re-running is safe: finished phases are skipped; --from re-runs one, and Ansible changes nothing.
+    again = kubelab(home, "up", "--name", NAME, "--until", UNTIL)
+    assert again.returncode == 0 and f"every phase through {UNTIL} is done" in again.stdout, again.stdout
+    rerun = kubelab(home, "up", "--name", NAME, "--from", UNTIL, "--until", UNTIL)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"(local): {UNTIL}\n" in rerun.stdout
+    assert "changed=0" in (lab / "logs" / f"{UNTIL}.log").read_text().split("PLAY RECAP")[-1]
+
+    # A changed spec is refused instead of silently rebuilding a lab that has run phases.
+    changed = kubelab(home, "up", "--name", NAME, "--workers", "2")
+    assert changed.returncode == 1 and "already exists with a different spec (workers: 1 -> 2" in changed.stderr
+
+    halt = kubelab(home, "halt", "--name", NAME)
+    assert halt.returncode == 0, halt.stderr
+    halted = json.loads(kubelab(home, "status", "--name", NAME, "--json").stdout)
+    assert {n["state"] for n in halted["nodes"]} == {"stopped"}
+    resume = kubelab(home, "resume", "--name", NAME)
+    assert resume.returncode == 0, resume.stdout + resume.stderr
+    assert "is running: swap off" in resume.stdout
+    ssh = kubelab(home, "ssh", "--name", NAME, "master-1", "--", "systemctl", "is-active", "containerd")
+    assert ssh.stdout.strip() == "active", ssh.stderr
+
+    destroy = kubelab(home, "destroy", "--name", NAME, "--yes")
+    assert destroy.returncode == 0, destroy.stderr
+    assert f"lab '{NAME}' destroyed: machines removed" in destroy.stdout
+    assert not lab.exists()
+    assert leftovers(NAME, SUBNET) == []
+    assert "nothing to destroy" in kubelab(home, "destroy", "--name", NAME, "--yes").stdout
