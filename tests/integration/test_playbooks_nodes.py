@@ -8,10 +8,13 @@ backends have no API server behind them, which the keepalived priorities are des
 
 from __future__ import annotations
 
+import lzma
 import re
 import subprocess
 import time
 import tomllib
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -181,12 +184,31 @@ def test_vip_on_one_node_and_moves_when_keepalived_or_haproxy_stops(lab, first_r
         lab.ssh("lb-1", "systemctl start keepalived haproxy")
 
 
-def test_sandbox_image_follows_what_kubeadm_lists(lab, first_run):
-    """With a kubeadm on the node, the runtime phase pins the pause image that kubeadm lists.
+def debian_deb(suite: str, package: str, dest: Path) -> Path:
+    """Download `package`'s amd64 .deb from Debian `suite` (deb.debian.org) into `dest`."""
+    base = "http://deb.debian.org/debian"
+    with urllib.request.urlopen(f"{base}/dists/{suite}/main/binary-amd64/Packages.xz", timeout=120) as response:
+        index = lzma.decompress(response.read()).decode()
+    stanza = next(s for s in index.split("\n\n") if s.startswith(f"Package: {package}\n"))
+    filename = re.search(r"^Filename: (\S+)$", stanza, re.M).group(1)
+    path = dest / Path(filename).name
+    urllib.request.urlretrieve(f"{base}/{filename}", path)
+    return path
 
-    No kubeadm binary is available here, so master-1 gets a stand-in script at kubeadm's path that answers
-    `version -o short` and `config images list --kubernetes-version V` the way kubeadm 1.36 does.
+
+def test_runtime_config_follows_containerd_major_and_kubeadm(lab, first_run, tmp_path):
+    """The config table per containerd major, and the sandbox image the installed kubeadm lists.
+
+    master-2 gets containerd 2.x from Debian sid (it installs on bookworm), so both config formats are loaded
+    by a real containerd. No kubeadm binary is available here, so master-1 and master-2 get a stand-in script
+    at kubeadm's path that answers `version -o short` and `config images list --kubernetes-version V` the way
+    kubeadm 1.36 does; the role must pin the pause image from that list.
     """
+    nodes = ("master-1", "master-2")
+    deb = debian_deb("sid", "containerd", tmp_path)
+    lab.put("master-2", deb, "/root/containerd.deb")
+    sh(lab, "master-2", "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq /root/containerd.deb")
+    assert re.search(r" 2\.\d+\.\d+", sh(lab, "master-2", "containerd --version"))
     pause = "registry.k8s.io/pause:3.10.2"
     images = ["registry.k8s.io/kube-apiserver:v1.36.4", pause, "registry.k8s.io/etcd:3.6.8-0"]
     stand_in = (
@@ -197,16 +219,30 @@ def test_sandbox_image_follows_what_kubeadm_lists(lab, first_run):
         "  *) exit 1 ;;\n"
         "esac\n"
     )
-    sh(lab, "master-1", f"cat > /usr/bin/kubeadm <<'EOF'\n{stand_in}EOF\nchmod 755 /usr/bin/kubeadm")
+    for node in nodes:
+        sh(lab, node, f"cat > /usr/bin/kubeadm <<'EOF'\n{stand_in}EOF\nchmod 755 /usr/bin/kubeadm")
     try:
-        recap, _ = run_phases(lab, "--limit", "master-1", playbooks=("runtime.yml",))
-        assert recap["master-1"]["changed"] > 0
-        written = sh(lab, "master-1", "cat /etc/containerd/config.toml")
-        assert "# Sandbox image from kubeadm v1.36.4." in written
+        recap, _ = run_phases(lab, "--limit", ",".join(nodes), playbooks=("runtime.yml",))
+        assert all(recap[node]["changed"] > 0 for node in nodes)
+        for node in nodes:
+            assert "# Sandbox image from kubeadm v1.36.4." in sh(lab, node, "cat /etc/containerd/config.toml")
+            assert sh(lab, node, "systemctl is-active containerd").strip() == "active"
+
+        # containerd 1.x: config version 2, everything under the io.containerd.grpc.v1.cri plugin.
         cri = tomllib.loads(sh(lab, "master-1", "containerd config dump"))["plugins"]["io.containerd.grpc.v1.cri"]
         assert cri["sandbox_image"] == pause
         assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
-        recap, _ = run_phases(lab, "--limit", "master-1", playbooks=("runtime.yml",))
-        assert recap["master-1"]["changed"] == 0
+
+        # containerd 2.x: config version 3, the CRI plugin split into runtime and images.
+        assert "version = 3\n" in sh(lab, "master-2", "cat /etc/containerd/config.toml")
+        plugins = tomllib.loads(sh(lab, "master-2", "containerd config dump"))["plugins"]
+        runtime = plugins["io.containerd.cri.v1.runtime"]
+        assert runtime["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+        assert runtime["restrict_oom_score_adj"] is True
+        assert plugins["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == pause
+
+        recap, _ = run_phases(lab, "--limit", ",".join(nodes), playbooks=("runtime.yml",))
+        assert {node: recap[node]["changed"] for node in nodes} == dict.fromkeys(nodes, 0)
     finally:
-        lab.ssh("master-1", "rm -f /usr/bin/kubeadm")
+        for node in nodes:
+            lab.ssh(node, "rm -f /usr/bin/kubeadm")
