@@ -70,10 +70,15 @@ def deb_lines(home: cache.CacheDir, client: str, kind: str, skip: int = 0) -> li
 
 
 def egress(subnet: str, block: bool) -> None:
-    """DROP (and count) every packet the lab's nodes send out through the host, or remove that rule again."""
+    """DROP (and count) every packet the lab's nodes send out through the host, or remove that rule again.
+
+    Copies left by a killed earlier run are removed first, so the counter is this run's.
+    """
     rule = ["FORWARD", "-s", subnet, "-m", "comment", "--comment", f"kubelab-it-cache-drop-{subnet}", "-j", "DROP"]
-    action = ["-I", rule[0], "1", *rule[1:]] if block else ["-D", *rule]
-    subprocess.run(["iptables", "-w", *action], check=block, capture_output=True)
+    while subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True).returncode == 0:
+        pass
+    if block:
+        subprocess.run(["iptables", "-w", "-I", rule[0], "1", *rule[1:]], check=True, capture_output=True)
 
 
 def dropped_packets(subnet: str) -> int:

@@ -131,9 +131,13 @@ DROP_RULES = (
 
 
 def egress(block: bool) -> None:
+    """Insert the DROP rules, or remove them; copies left by a killed earlier run are removed first."""
     for position, match in DROP_RULES:
-        where = ["-I", "FORWARD", position] if block else ["-D", "FORWARD"]
-        subprocess.run(["iptables", *where, "-s", SUBNET, *match, "-j", "DROP"], check=block, capture_output=True)
+        rule = ["FORWARD", "-s", SUBNET, *match, "-j", "DROP"]
+        while subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True).returncode == 0:
+            pass
+        if block:
+            subprocess.run(["iptables", "-w", "-I", rule[0], position, *rule[1:]], check=True, capture_output=True)
 
 
 def dropped_tcp_packets() -> int:
