@@ -19,6 +19,7 @@ from role_templates import (
     GOLDEN_LABS,
     INTERFACE,
     JOIN_TOKEN,
+    ROLES,
     Rendered,
     kubeadm_version_for,
     render,
@@ -332,6 +333,21 @@ def test_cni_release_urls_follow_the_pinned_version(rendered, case: str) -> None
     elif lab["kubelab_cni"] == "cilium":
         assert values["cni_cilium_chart_url"] == f"https://helm.cilium.io/cilium-{version}.tgz"
         assert values["cni_cilium_chart_file"] == f"cilium-{version}.tgz"
+
+
+@pytest.mark.parametrize("case", ["single", "ha-haproxy", "kube-vip"])  # flannel, calico, cilium
+def test_cni_files_are_where_the_artifacts_role_puts_them(rendered, case: str) -> None:
+    """Offline labs: the cni role reads the very file names and folder `kubelab artifacts` and its role use."""
+    from provisioner import artifacts
+
+    lab = lab_vars(case)
+    values = rendered(case).vars(lab["kubelab_init_master"])
+    role_defaults = yaml.safe_load((ROLES / "artifacts" / "defaults" / "main.yml").read_text())
+    assert values["cni_manifest_dir"] == role_defaults["artifacts_manifests_dest"]
+    name, url = artifacts.cni_manifest(lab["kubelab_cni"])
+    key = {"calico": "calico", "flannel": "flannel", "cilium": "cilium_chart"}[lab["kubelab_cni"]]
+    assert values[f"cni_{key}_file"] == name
+    assert values[f"cni_{key}_url"] == url
 
 
 # --- kubeconfig -----------------------------------------------------------------------------------------
