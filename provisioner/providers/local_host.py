@@ -10,14 +10,22 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from provisioner.providers.base import ProviderError
 
 # Host-wide settings the lab changes: IP forwarding for the NAT, and what kubelet (real root in a node) sets.
-HOST_SYSCTLS = ("net.ipv4.ip_forward", "kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory")
+# Host-wide minimums while a lab lives: forwarding for the NAT, and inotify instances/watches, which are counted
+# per host user (every node's systemd, containerd and kubelet are root): the usual 128 instances run out at about
+# 15 nodes, and then systemd's .path units fail and nodes boot 'degraded'.
+HOST_MINIMUMS = {
+    "net.ipv4.ip_forward": 1,
+    "fs.inotify.max_user_instances": 8192,
+    "fs.inotify.max_user_watches": 524288,
+}
+HOST_SYSCTLS = (*HOST_MINIMUMS, "kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory")
 SYSCTL_REGISTRY = Path("/run/kubelab/host-sysctls.json")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_SEARCH_DEPTH = 4  # e.g. memory/process_api/<session>/kubelab-LAB-NODE
@@ -57,15 +65,21 @@ def _registry() -> Iterator[dict[str, object]]:
 
 
 def hold_host_sysctls(holder: str) -> None:
-    """Register a lab as using the host; the first holder saves the current values. Turns on forwarding."""
+    """Register a lab as using the host; the first holder saves the current values. Raises the settings below
+    their HOST_MINIMUMS (forwarding on, inotify limits)."""
     with _registry() as data:
         holders = [h for h in data["holders"] if Path(h).exists()]  # type: ignore[union-attr]
         if not holders and not data["holders"]:
-            data["saved"] = {key: _sysctl_file(key).read_text().strip() for key in HOST_SYSCTLS}
+            data["saved"] = {}
+        saved = data["saved"]
+        for key in HOST_SYSCTLS:  # also keys added since the first holder saved
+            saved.setdefault(key, _sysctl_file(key).read_text().strip())  # type: ignore[union-attr]
         if holder not in holders:
             holders.append(holder)
         data["holders"] = holders
-    _sysctl_file("net.ipv4.ip_forward").write_text("1\n")
+        for key, minimum in HOST_MINIMUMS.items():
+            if int(_sysctl_file(key).read_text().split()[0]) < minimum:
+                _sysctl_file(key).write_text(f"{minimum}\n")
 
 
 def release_host_sysctls(holder: str) -> bool:
@@ -208,11 +222,23 @@ def kill_pids(pids: list[int], sig: int = signal.SIGKILL) -> None:
             os.kill(pid, sig)
 
 
-def wait_gone(pids: list[int], timeout: float, reaped: bool = False) -> bool:
-    """Wait until the processes died (`reaped`: until their zombies are gone too)."""
+def process_name(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll `condition` until it holds (True) or `timeout` seconds passed (False)."""
     deadline = time.monotonic() + timeout
-    while any(Path(f"/proc/{p}").exists() if reaped else pid_alive(p) for p in pids):
+    while not condition():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
     return True
+
+
+def wait_gone(pids: list[int], timeout: float, reaped: bool = False) -> bool:
+    """Wait until the processes died (`reaped`: until their zombies are gone too)."""
+    return wait_until(lambda: not any(Path(f"/proc/{p}").exists() if reaped else pid_alive(p) for p in pids), timeout)

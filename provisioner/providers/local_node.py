@@ -16,6 +16,7 @@ from provisioner.providers.base import ProviderError
 # Directories kept on plain host directories: containerd's overlayfs snapshotter cannot sit on the node's
 # overlay root, and kubelet's cadvisor wants a real block device behind its data.
 HOST_DIRS = ("containerd", "kubelet", "etcd")
+SHUTDOWN_COMM = "systemd-shutdow"  # /proc/PID/comm of systemd-shutdown (names are cut to 15 characters)
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -199,7 +200,11 @@ def stop(files: NodeFiles, leaf: str, cgroups: list[Path], graceful: float = 0.0
     pid = read_pid(files, leaf)
     if pid and graceful:
         local_host.kill_pids([pid], signal.SIGRTMIN + 4)  # systemd: poweroff
-        local_host.wait_gone([pid], graceful)
+        # Once systemd has stopped every unit it execs systemd-shutdown, which would wait up to 90 s for
+        # processes that ignore SIGTERM (e.g. a container's PID 1 in its own PID namespace): kill from there.
+        local_host.wait_until(
+            lambda: not local_host.pid_alive(pid) or local_host.process_name(pid) == SHUTDOWN_COMM, graceful
+        )
     found = pid is not None
     killed: list[int] = []
     for _attempt in range(50):
