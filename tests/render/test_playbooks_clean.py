@@ -1,0 +1,54 @@
+"""The phase playbooks stay clean: `ansible-playbook --syntax-check` and ansible-lint's production profile.
+
+Both run offline (no Galaxy): the roles may use ansible.builtin modules only, the collection ansible-core ships.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from provisioner.lab import REPO_ROOT
+from provisioner.phases import PHASES
+
+PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
+BIN = Path(sys.executable).parent
+INVENTORY = REPO_ROOT / "tests" / "render" / "golden" / "ha-haproxy" / "inventory"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "ANSIBLE_CONFIG": str(PLAYBOOKS_DIR / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+
+
+def test_site_and_reset_pass_syntax_check() -> None:
+    """site.yml imports every phase playbook, so this checks all of them (ansible-lint re-checks each alone)."""
+    done = subprocess.run(
+        [str(BIN / "ansible-playbook"), "--syntax-check", "-i", str(INVENTORY)]
+        + [str(PLAYBOOKS_DIR / name) for name in ("site.yml", "reset.yml")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_site_imports_the_phase_playbooks_in_kubelab_up_order() -> None:
+    imported = re.findall(r"import_playbook: (\S+)", (PLAYBOOKS_DIR / "site.yml").read_text())
+    assert imported == [phase.playbook for phase in PHASES if phase.playbook]
+    assert all((PLAYBOOKS_DIR / name).is_file() for name in imported)
+
+
+def test_ansible_lint_production_profile_passes() -> None:
+    done = subprocess.run(
+        [str(BIN / "ansible-lint"), "--offline", "--profile", "production", "--nocolor", "playbooks"],
+        env=_env(),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
