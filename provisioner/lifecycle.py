@@ -337,7 +337,9 @@ def ssh(lab: LabDir, node: str, command: list[str]) -> int:
     connections = provider_for(plan, lab).connections()
     if node not in connections:
         raise LabError(f"{node} is not running: start the lab with `kubelab resume --name {plan.spec.name}`")
-    argv = connections[node].ssh_argv([shlex.join(command)] if command else None)
+    # One argument is a shell command line (`-- 'a | b'`); several are quoted one by one (`-- ls 'my dir'`).
+    remote = command[0] if len(command) == 1 else shlex.join(command)
+    argv = connections[node].ssh_argv([remote] if command else None)
     if not command and sys.stdin.isatty():
         argv.insert(1, "-t")
     return subprocess.call(argv)

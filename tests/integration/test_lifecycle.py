@@ -1,5 +1,9 @@
 """A lab's whole life through the `kubelab` CLI on real `local` nodes: up (phases, --until, resume, --from),
-status, ssh, kubeconfig, halt, resume, destroy; everything the lab made is gone afterwards."""
+status, ssh, kubeconfig, halt, resume, destroy; everything the lab made is gone afterwards.
+
+The same running nodes then serve as "machines the user already has" for a `--provider hosts` lab in another
+KUBELAB_HOME (one set of nodes for both saves a second round of package installs).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from locallab import leftovers, sweep
 
 pytestmark = pytest.mark.integration
 NAME, SUBNET = "it-life", "10.77.122.0/24"
+HOSTS_LAB = "it-life-h"
+UNUSED_IP = "10.77.122.99"  # on the lab's bridge, but nobody has it
 # The phases this machine can run without Kubernetes binaries: the ones before `packages`.
 UNTIL = "runtime"
 
@@ -102,6 +108,11 @@ def test_up_until_status_resume_from_halt_destroy(home: Path) -> None:
     changed = kubelab(home, "up", "--name", NAME, "--workers", "2")
     assert changed.returncode == 1 and "already exists with a different spec (workers: 1 -> 2" in changed.stderr
 
+    run_hosts_lab(home.parent / f"{home.name}-hosts", lab)
+    # The user's machines still run, with their data.
+    ssh = kubelab(home, "ssh", "--name", NAME, "worker-1", "--", "cat /root/user-data; systemctl is-system-running")
+    assert ssh.stdout.split() == ["mine", "running"], ssh.stderr
+
     halt = kubelab(home, "halt", "--name", NAME)
     assert halt.returncode == 0, halt.stderr
     halted = json.loads(kubelab(home, "status", "--name", NAME, "--json").stdout)
@@ -118,3 +129,72 @@ def test_up_until_status_resume_from_halt_destroy(home: Path) -> None:
     assert not lab.exists()
     assert leftovers(NAME, SUBNET) == []
     assert "nothing to destroy" in kubelab(home, "destroy", "--name", NAME, "--yes").stdout
+
+
+def hosts_inventory(path: Path, nodes_lab: Path, unreachable: str | None = None) -> Path:
+    """An inventory in the user's own names (cp1, w1) for the nodes of `nodes_lab`, optionally with a host w2
+    at an address nobody answers on."""
+    import yaml
+
+    connections = yaml.safe_load((nodes_lab / "inventory" / "connection.yml").read_text())["all"]["hosts"]
+
+    def entry(node: str) -> dict[str, object]:
+        connection = connections[node]
+        return {
+            "ansible_host": connection["ansible_host"],
+            "kubelab_ip": connection["ansible_host"],
+            "ansible_ssh_common_args": connection["ansible_ssh_common_args"],
+        }
+
+    workers = {"w1": entry("worker-1")}
+    if unreachable:
+        workers["w2"] = {**entry("worker-1"), "ansible_host": unreachable, "kubelab_ip": unreachable}
+    defaults = {key: connections["master-1"][key] for key in ("ansible_user", "ansible_ssh_private_key_file")}
+    data = {
+        "all": {
+            "vars": defaults,
+            "children": {"masters": {"hosts": {"cp1": entry("master-1")}}, "workers": {"hosts": workers}},
+        }
+    }
+    path.write_text(json.dumps(data, indent=2))  # JSON is YAML
+    return path
+
+
+def run_hosts_lab(home: Path, nodes_lab: Path) -> None:
+    """`--provider hosts` on the running nodes of `nodes_lab`: phases run there, destroy leaves them alone."""
+    home.mkdir()
+    flags = ["--provider", "hosts", "--node-subnet", SUBNET, "--lb", "none", "--containerd-source", "distro"]
+    kubelab(nodes_lab.parent.parent, "ssh", "--name", NAME, "worker-1", "--", "echo mine > /root/user-data")
+
+    # One unreachable machine: refused before anything runs or is written, naming only that host.
+    broken_inventory = hosts_inventory(home / "broken.yml", nodes_lab, unreachable=UNUSED_IP)
+    broken = kubelab(home, "up", "--name", "it-life-hx", "-i", str(broken_inventory), *flags)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "unreachable host(s) in the inventory" in broken.stderr
+    assert f"w2 (root@{UNUSED_IP}:22)" in broken.stderr
+    assert "cp1 (" not in broken.stderr and "w1 (" not in broken.stderr
+    assert not (home / "labs" / "it-life-hx").exists()
+
+    inventory = hosts_inventory(home / "hosts.yml", nodes_lab)
+    up = kubelab(home, "up", "--name", HOSTS_LAB, "-i", str(inventory), *flags, "--until", UNTIL)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"lab '{HOSTS_LAB}' (hosts): nodes, prepare, {UNTIL}\n" in up.stdout
+    lab = home / "labs" / HOSTS_LAB
+    assert list(json.loads((lab / "state.json").read_text())["phases"]) == ["nodes", "prepare", UNTIL]
+    # The machines map onto lab nodes in inventory order and keep their own addresses.
+    for node, ip in (("master-1", "10.77.122.21"), ("worker-1", "10.77.122.31")):
+        assert json.loads((lab / "inventory" / "host_vars" / f"{node}.yml").read_text()) == {"kubelab_ip": ip}
+        assert f"ok: [{node}]" in (lab / "logs" / f"{UNTIL}.log").read_text()
+
+    status = json.loads(kubelab(home, "status", "--name", HOSTS_LAB, "--json").stdout)
+    assert [(n["name"], n["state"]) for n in status["nodes"]] == [("master-1", "reachable"), ("worker-1", "reachable")]
+    ssh = kubelab(home, "ssh", "--name", HOSTS_LAB, "worker-1", "--", "cat /root/user-data")
+    assert (ssh.returncode, ssh.stdout.strip()) == (0, "mine"), ssh.stderr
+
+    halt = kubelab(home, "halt", "--name", HOSTS_LAB)
+    assert halt.returncode == 1 and "does not power off machines it did not create" in halt.stderr
+
+    destroy = kubelab(home, "destroy", "--name", HOSTS_LAB, "--yes")
+    assert destroy.returncode == 0, destroy.stderr
+    assert "your machines were left as they are" in destroy.stdout
+    assert not lab.exists()
