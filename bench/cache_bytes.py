@@ -3,11 +3,13 @@
 
 Usage (root; `local` provider, apt-cacher-ng installed):
     .venv/bin/python bench/cache_bytes.py [--nodes 2] [--packages "curl containerd haproxy keepalived"]
+    .venv/bin/python bench/cache_bytes.py [--nodes 2] --until runtime
 
 In a temporary KUBELAB_HOME (so the cache starts cold and a user's ~/.kubelab is not touched) it starts
-`kubelab cache start` on a free port, then for two labs in turn: `kubelab up --until nodes`, the apt_proxy
-role, and `apt-get update && apt-get install PACKAGES` on every node at once (the Debian packages the
-prepare/runtime/loadbalancer phases install). Figures are measured, not estimated:
+`kubelab cache start` on a free port, then for two labs in turn either `kubelab up --until nodes`, the
+apt_proxy role and `apt-get update && apt-get install PACKAGES` on every node at once (the Debian packages
+the prepare/runtime/loadbalancer phases install), or with --until PHASE the real phases
+(`kubelab up --until PHASE --containerd-source distro`: no GitHub downloads here). Figures are measured:
 - delivered: bytes the host sent the lab's nodes from the cache port (kernel counter of an iptables rule
   on OUTPUT, IP headers included);
 - direct: bytes forwarded from outside into the lab's bridge (the counter of the local provider's
@@ -119,14 +121,18 @@ def measure_lab(name: str, subnet: str, args: argparse.Namespace, home: Path, en
     count_rule = ["OUTPUT", "-o", bridge, "-p", "tcp", "--sport", str(args.port), "-m", "comment", "--comment", tag]
     workers = str(args.nodes - 1)
     up = [str(BIN / "kubelab"), "up", "--name", name, "--provider", "local", "--masters", "1", "--workers", workers]
+    up += ["--lb", "none", "--node-subnet", subnet, "--containerd-source", "distro"]  # no GitHub downloads here
     try:
-        run([*up, "--lb", "none", "--node-subnet", subnet, "--until", "nodes"], env)
+        run([*up, "--until", "nodes"], env)
         subprocess.run(["iptables", "-w", "-I", *count_rule], check=True)
         lab_dir = home / "labs" / name
         ips = node_ips(lab_dir)
         direct_before = counter("FORWARD", f"kubelab:{name}", bridge)
-        apply_apt_proxy(lab_dir, home, env)
-        install_everywhere(name, sorted(ips), args.packages, env)
+        if args.until:
+            run([*up, "--until", args.until], env, timeout=3600)
+        else:
+            apply_apt_proxy(lab_dir, home, env)
+            install_everywhere(name, sorted(ips), args.packages, env)
         via_cache = sum(
             cache.transfers(cache.CacheDir(home / "cache" / "apt"), client=ip).fetched for ip in ips.values()
         )
@@ -146,6 +152,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=2, help="nodes per lab (default: 2)")
     parser.add_argument("--packages", default=PACKAGES, help=f"Debian packages to install (default: {PACKAGES})")
     parser.add_argument("--port", type=int, default=None, help="cache port (default: a free one from 31520)")
+    parser.add_argument("--until", metavar="PHASE", help="run the lab phases up to PHASE instead of apt-get install")
     args = parser.parse_args()
     args.port = args.port or free_port()
     with tempfile.TemporaryDirectory(prefix="kubelab-bench-cache-") as tmp:
@@ -156,7 +163,8 @@ def main() -> None:
             results = {name: measure_lab(name, subnet, args, home, env) for name, subnet in LABS}
         finally:
             run([str(BIN / "kubelab"), "cache", "stop"], env)
-    print(f"Package cache: 2 local labs of {args.nodes} node(s), apt-get install {args.packages} (cold cache)")
+    work = f"kubelab up --until {args.until} (distro containerd)" if args.until else f"apt-get install {args.packages}"
+    print(f"Package cache: 2 local labs of {args.nodes} node(s), {work} (cold cache)")
     print(f"{'lab':<13} {'delivered to nodes':>19} {'from outside':>13} {'(via cache':>11} {'+ direct)':>10}")
     outside = {}
     for name, r in results.items():
@@ -170,7 +178,8 @@ def main() -> None:
         f"second lab / first lab, bytes from outside: {second / first:.4f} "
         f"({second / 1e3:.0f} kB vs {first / 1e6:.1f} MB)"
     )
-    print("reproduce: sudo .venv/bin/python bench/cache_bytes.py --nodes 2")
+    until = f" --until {args.until}" if args.until else ""
+    print(f"reproduce: sudo .venv/bin/python bench/cache_bytes.py --nodes {args.nodes}{until}")
 
 
 if __name__ == "__main__":
