@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -89,11 +90,13 @@ def test_up_again_leaves_running_nodes_alone(three: LocalLab) -> None:
 
 
 def test_containerd_in_nodes_runs_a_locally_built_image_and_containers_reach_each_other(three, tmp_path) -> None:
-    image = "example.org/kubelab/busybox:it"
+    image, nodes = "example.org/kubelab/busybox:it", ("master-1", "worker-1")
     archive = build_image(tmp_path / "busybox.tar", image, files={"www/index.html": b"hello from master-1\n"})
-    for node in ("master-1", "worker-1"):
-        install = three.ssh(node, f"apt-get update -qq && {APT_INSTALL} containerd")
+    with ThreadPoolExecutor() as pool:
+        installs = pool.map(lambda n: three.ssh(n, f"apt-get update -qq && {APT_INSTALL} containerd"), nodes)
+    for install in installs:
         assert install.returncode == 0, install.stderr
+    for node in nodes:
         three.put(node, archive, "/tmp/busybox.tar")
         imported = three.ssh(node, "ctr -n k8s.io images import /tmp/busybox.tar && ctr -n k8s.io images ls -q")
         assert imported.returncode == 0, imported.stderr
@@ -274,3 +277,25 @@ def test_dead_remnants_of_a_crashed_lab_are_removed_by_the_next_up_from_another_
     finally:
         fresh.destroy()
         sweep(name)
+
+
+def test_a_node_that_boots_with_failed_units_is_refused_naming_them(tmp_path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("local namespace nodes need root")
+    name, subnet = "it-local-broken", "10.77.108.0/24"
+    provider = _rendered_provider(tmp_path, name, subnet)
+    # A unit that fails at every boot, put into the node's own layer before it first starts.
+    units = provider.state_dir / "nodes" / "master-1" / "upper" / "etc" / "systemd" / "system"
+    (units / "multi-user.target.wants").mkdir(parents=True)
+    (units / "it-broken.service").write_text(
+        "[Unit]\nDescription=fails on purpose\n[Service]\nType=oneshot\nExecStart=/bin/false\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+    (units / "multi-user.target.wants" / "it-broken.service").symlink_to("../it-broken.service")
+    try:
+        with pytest.raises(ProviderError, match=r"(?s)node master-1 booted with failed units.*it-broken\.service"):
+            provider.up(_quiet)
+    finally:
+        provider.destroy()
+        sweep(name)
+    assert leftovers(name, subnet) == []
