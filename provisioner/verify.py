@@ -21,6 +21,16 @@ GROUPS: tuple[str, ...] = ("nodes", "lb", "cluster", "workloads")
 DEFAULT_GROUPS = frozenset({"nodes", "lb", "cluster"})
 LABELS = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "N/A"}
 PYTEST_USAGE_ERRORS = (2, 3, 4)
+NOT_YET = "not applicable before the "  # how conftest.py words a check skipped for a missing phase
+# testinfra gives ssh no ControlPath unless ansible.cfg sets one, so every check would open a new connection.
+SSH_CONFIG = """# Written by kubelab verify: one shared SSH connection per node for all checks.
+Host *
+  ControlMaster auto
+  ControlPersist 60s
+  ControlPath ~/.ansible/cp/kubelab-%C
+Include ~/.ssh/config
+Include /etc/ssh/ssh_config
+"""
 
 
 class VerifyError(Exception):
@@ -42,6 +52,15 @@ def results_dir(lab: LabDir) -> Path:
     return lab.root / "verify"
 
 
+def ssh_config(lab: LabDir) -> Path:
+    """Write the SSH client config the checks use (connection sharing; the user's own config is included)."""
+    (Path.home() / ".ansible" / "cp").mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = results_dir(lab) / "ssh_config"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SSH_CONFIG)
+    return path
+
+
 def pytest_argv(lab: LabDir, groups: set[str], phases: set[str] | None = None, kubectl: str = "auto") -> list[str]:
     out = results_dir(lab)
     argv = [
@@ -59,6 +78,7 @@ def pytest_argv(lab: LabDir, groups: set[str], phases: set[str] | None = None, k
         "-rfE",
         "--hosts=ansible://all",
         f"--ansible-inventory={lab.inventory_dir}",
+        f"--ssh-config={out / 'ssh_config'}",
         f"--kubelab-lab={lab.root}",
         f"--kubelab-json={out / 'results.json'}",
         f"--kubelab-kubectl={kubectl}",
@@ -97,6 +117,27 @@ def format_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(out)
 
 
+def phase_notes(rows: list[dict[str, str]], lab_name: str) -> list[str]:
+    """A sentence for each group none of whose checks could run because a phase of `kubelab up` is missing."""
+    from provisioner.checks.labfacts import PHASES
+
+    notes = []
+    for group in GROUPS:
+        mine = [r for r in rows if r["group"] == group]
+        waiting = {
+            r["message"].removeprefix(NOT_YET).removesuffix(" phase")
+            for r in mine
+            if r["outcome"] == "skipped" and r["message"].startswith(NOT_YET)
+        }
+        if mine and all(r["outcome"] == "skipped" for r in mine) and waiting:
+            phase = min(waiting, key=lambda name: PHASES.index(name) if name in PHASES else len(PHASES))
+            notes.append(
+                f"{group} checks did not run: the {phase} phase of `kubelab up` has not run on this lab"
+                f" (`kubelab up --name {lab_name}` builds the cluster)"
+            )
+    return notes
+
+
 def summarise(rows: list[dict[str, str]]) -> dict[str, int]:
     totals = {outcome: 0 for outcome in LABELS}
     for row in rows:
@@ -125,6 +166,7 @@ def run_verify(
     folder = results_dir(lab)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").unlink(missing_ok=True)
+    ssh_config(lab)
     log = folder / "pytest.log"
     with log.open("w") as stream:
         done = subprocess.run(
@@ -144,4 +186,6 @@ def run_verify(
         f" - {folder / 'summary.json'}, {folder / 'junit.xml'}",
         file=out,
     )
+    for note in phase_notes(rows, lab.root.name):
+        print(note, file=out)
     return 1 if failed or done.returncode not in (0, 5) else 0

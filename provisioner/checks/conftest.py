@@ -177,12 +177,16 @@ def node(host: Any) -> str:
 
 
 @pytest.fixture(scope="session")
-def node_hosts(lab: LabFacts) -> dict[str, Any]:
-    """Every node of the lab as a testinfra host, reached with the lab's Ansible inventory."""
+def node_hosts(pytestconfig: pytest.Config, lab: LabFacts) -> dict[str, Any]:
+    """Every node of the lab as a testinfra host, reached with the lab's Ansible inventory (and --ssh-config)."""
     import testinfra
 
     inventory = str(lab.root / "inventory")
-    return {name: testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in lab.nodes}
+    ssh_config = pytestconfig.getoption("ssh_config", None)
+    return {
+        name: testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory, ssh_config=ssh_config)
+        for name in lab.nodes
+    }
 
 
 @pytest.fixture(scope="session")

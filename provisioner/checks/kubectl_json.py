@@ -185,3 +185,53 @@ def service_ports(service: str | dict[str, Any]) -> tuple[str, int | None]:
     spec = data.get("spec", {})
     ports = spec.get("ports") or [{}]
     return str(spec.get("clusterIP", "")), ports[0].get("nodePort")
+
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+
+
+def replicasets_of(replicasets: str | dict[str, Any], deployment: str) -> list[dict[str, Any]]:
+    """`kubectl get replicasets -o json` -> the Deployment's ReplicaSets as {name, revision, replicas, ready},
+    oldest revision first (owner reference kind Deployment, revision from deployment.kubernetes.io/revision)."""
+    owned = []
+    for rs in _items(replicasets):
+        meta = rs["metadata"]
+        owners = meta.get("ownerReferences") or []
+        if not any(o.get("kind") == "Deployment" and o.get("name") == deployment for o in owners):
+            continue
+        status = rs.get("status", {})
+        owned.append(
+            {
+                "name": meta["name"],
+                "revision": int((meta.get("annotations") or {}).get(REVISION_ANNOTATION, 0)),
+                "replicas": int(rs.get("spec", {}).get("replicas", 0)),
+                "ready": int(status.get("readyReplicas", 0)),
+            }
+        )
+    return sorted(owned, key=lambda r: r["revision"])
+
+
+def active_replicaset(replicasets: str | dict[str, Any], deployment: str) -> dict[str, Any]:
+    """The ReplicaSet of the Deployment's current revision; ValueError when it has none."""
+    owned = replicasets_of(replicasets, deployment)
+    if not owned:
+        raise ValueError(f"deployment {deployment} owns no ReplicaSet")
+    return owned[-1]
+
+
+def pods_by_name(pods: str | dict[str, Any]) -> dict[str, dict[str, str]]:
+    """name -> {phase, uid, node} for every pod in the list."""
+    return {
+        p["metadata"]["name"]: {
+            "phase": str(p.get("status", {}).get("phase", "Unknown")),
+            "uid": str(p["metadata"].get("uid", "")),
+            "node": str(p.get("spec", {}).get("nodeName", "")),
+        }
+        for p in _items(pods)
+    }
+
+
+def cronjob_last_success(cronjob: str | dict[str, Any]) -> str | None:
+    """`kubectl get cronjob NAME -o json` -> status.lastSuccessfulTime (None until a Job it made succeeded)."""
+    data = json.loads(cronjob) if isinstance(cronjob, str) else cronjob
+    return (data.get("status") or {}).get("lastSuccessfulTime")

@@ -65,3 +65,117 @@ def service(name: str, ns: str, selector: dict[str, str], kind: str = "ClusterIP
             "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": PROBE_PORT, "protocol": "TCP"}],
         },
     }
+
+
+def deployment(name: str, ns: str, replicas: int) -> dict[str, Any]:
+    """netexec pods labelled app=NAME."""
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [netexec_container()]},
+            },
+        },
+    }
+
+
+def headless_service(name: str, ns: str) -> dict[str, Any]:
+    """The governing Service a StatefulSet's pods get their stable DNS names from."""
+    svc = service(name, ns, {"app": name})
+    svc["spec"]["clusterIP"] = "None"
+    return svc
+
+
+def statefulset(name: str, ns: str, replicas: int) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {
+            "serviceName": name,
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [netexec_container()]},
+            },
+        },
+    }
+
+
+def shell_container(script: str, name: str = "main") -> dict[str, Any]:
+    """A container of the agnhost image running a shell script (its base image has sh)."""
+    return {"name": name, "image": AGNHOST_IMAGE, "command": ["sh", "-c", script]}
+
+
+def job_spec(script: str) -> dict[str, Any]:
+    return {
+        "backoffLimit": 2,
+        "template": {"spec": {"restartPolicy": "Never", "containers": [shell_container(script)]}},
+    }
+
+
+def job(name: str, ns: str, script: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": job_spec(script),
+    }
+
+
+def cronjob(name: str, ns: str, script: str, schedule: str = "* * * * *") -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "schedule": schedule,
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 1,
+            "failedJobsHistoryLimit": 1,
+            "jobTemplate": {"spec": job_spec(script)},
+        },
+    }
+
+
+def configmap(name: str, ns: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": data}
+
+
+def secret(name: str, ns: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns},
+        "type": "Opaque",
+        "stringData": data,
+    }
+
+
+def config_reader_pod(
+    name: str, ns: str, configmap_name: str, key: str, secret_name: str, secret_key: str
+) -> dict[str, Any]:
+    """A pod that prints a ConfigMap value (as an env var) and a Secret value (from a mounted file), then exits."""
+    container = shell_container(f'echo "$KUBELAB_SETTING $(cat /etc/kubelab-secret/{secret_key})"')
+    container["env"] = [
+        {"name": "KUBELAB_SETTING", "valueFrom": {"configMapKeyRef": {"name": configmap_name, "key": key}}}
+    ]
+    container["volumeMounts"] = [{"name": "secret", "mountPath": "/etc/kubelab-secret", "readOnly": True}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [container],
+            "volumes": [{"name": "secret", "secret": {"secretName": secret_name}}],
+        },
+    }

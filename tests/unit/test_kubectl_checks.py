@@ -188,3 +188,34 @@ def test_cri_plugin_disabled_is_reported():
 def test_systemd_cgroup_key_absent_means_unset():
     dump = '[plugins."io.containerd.grpc.v1.cri".containerd]\ndefault_runtime_name = "runc"\n'
     assert nodeparse.containerd_systemd_cgroup(dump).value is None
+
+
+# --- workloads (--workloads) ----------------------------------------------------------------------
+
+
+def test_replicasets_of_a_deployment_oldest_revision_first():
+    owned = kubectl_json.replicasets_of(sample("kubectl-get-replicasets.json"), "web")
+    assert owned == [
+        {"name": "web-6d4cf56db6", "revision": 1, "replicas": 0, "ready": 0},
+        {"name": "web-7f9b8c5d4", "revision": 2, "replicas": 3, "ready": 3},
+    ]
+    assert kubectl_json.active_replicaset(sample("kubectl-get-replicasets.json"), "web")["name"] == "web-7f9b8c5d4"
+
+
+def test_active_replicaset_of_a_deployment_without_any():
+    with pytest.raises(ValueError, match="deployment db owns no ReplicaSet"):
+        kubectl_json.active_replicaset(sample("kubectl-get-replicasets.json"), "db")
+
+
+def test_pods_by_name_keep_phase_uid_and_node():
+    pods = kubectl_json.pods_by_name(sample("kubectl-get-pods-statefulset.json"))
+    assert sorted(pods) == ["db-0", "db-1"]
+    assert pods["db-0"] == {"phase": "Running", "uid": "6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c01", "node": "worker-1"}
+    assert pods["db-1"]["phase"] == "Pending"
+
+
+def test_cronjob_last_success():
+    assert kubectl_json.cronjob_last_success(sample("kubectl-get-cronjob.json")) == "2026-11-20T10:41:04Z"
+    fresh = json.loads(sample("kubectl-get-cronjob.json"))
+    del fresh["status"]
+    assert kubectl_json.cronjob_last_success(fresh) is None

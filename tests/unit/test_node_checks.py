@@ -219,6 +219,44 @@ def test_verify_refuses_a_lab_without_nodes(tmp_path):
         verify.run_verify(lab, out=io.StringIO())
 
 
+def test_every_check_group_has_its_module():
+    assert [g for g in verify.GROUPS if not (verify.CHECKS_DIR / f"test_{g}.py").is_file()] == []
+
+
+def test_cluster_checks_before_the_cluster_phases_say_so(tmp_path):
+    # As after `kubelab up --until loadbalancer`: no check can run, nothing fails, and the reason is printed.
+    done = {p: {} for p in ("nodes", "prepare", "runtime", "packages", "loadbalancer")}
+    lab = write_lab(tmp_path / "lab-x", state={"version": 1, "phases": done})
+    lab.connection_inventory.write_text("all: {}\n")
+    out = io.StringIO()
+    assert verify.run_verify(lab, only={"cluster"}, workloads=True, out=out) == 0
+    text = out.getvalue()
+    rows = json.loads((lab.root / "verify" / "summary.json").read_text())["results"]
+    assert {r["group"] for r in rows} == {"cluster", "workloads"}
+    assert {r["outcome"] for r in rows} == {"skipped"}
+    assert {r["message"] for r in rows} == {
+        "not applicable before the control-plane phase",
+        "not applicable before the cni phase",
+    }
+    for group, phase in (("cluster", "control-plane"), ("workloads", "cni")):
+        assert (
+            f"{group} checks did not run: the {phase} phase of `kubelab up` has not run on this lab"
+            " (`kubelab up --name lab-x` builds the cluster)"
+        ) in text
+    junit = (lab.root / "verify" / "junit.xml").read_text()
+    assert 'name="kubelab-verify"' in junit and "test_cronjob_fires" in junit
+
+
+def test_phase_notes_only_when_a_whole_group_waits():
+    waiting = {"group": "cluster", "outcome": "skipped", "message": "not applicable before the cni phase"}
+    failed = {"group": "cluster", "outcome": "failed", "message": "/readyz: [-]etcd failed"}
+    assert verify.phase_notes([waiting], "lab") == [
+        "cluster checks did not run: the cni phase of `kubelab up` has not run on this lab"
+        " (`kubelab up --name lab` builds the cluster)"
+    ]
+    assert verify.phase_notes([waiting, failed], "lab") == []
+
+
 # --- failover -------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,149 @@
+"""`--workloads`: the Kubernetes objects a lab user learns first actually work, in a namespace removed afterwards.
+
+The checks build on each other in file order (the Deployment is scaled, updated, then rolled back), as a person
+working through them would. Everything lives in the `kubelab-workloads` namespace, deleted at the end.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from provisioner.checks import kubectl_json, manifests
+
+NS = "kubelab-workloads"
+TIMEOUT = "180s"
+CRONJOB_WAIT = 150  # seconds: a `* * * * *` CronJob fires within a minute, its pod then has to start and finish
+SETTING, TOKEN = "hello-from-a-configmap", "s3cret-from-a-secret"
+
+pytestmark = pytest.mark.phase("cni")
+
+
+@pytest.fixture(scope="module")
+def ns(kubectl):
+    kubectl.run("delete", "namespace", NS, "--ignore-not-found", "--timeout=120s")
+    kubectl.apply(manifests.namespace(NS))
+    try:
+        yield NS
+    finally:
+        kubectl.run("delete", "namespace", NS, "--ignore-not-found", "--wait=false", check=False)
+
+
+def rollout(kubectl, ns: str, what: str) -> None:
+    done = kubectl.run("-n", ns, "rollout", "status", what, f"--timeout={TIMEOUT}", check=False)
+    assert done.rc == 0, f"{what} did not roll out within {TIMEOUT}: {(done.stderr or done.stdout).strip()[-300:]}"
+
+
+def active_rs(kubectl, ns: str) -> dict:
+    return kubectl_json.active_replicaset(kubectl.json("-n", ns, "get", "replicasets"), "web")
+
+
+def test_namespace_is_active(kubectl, ns):
+    phase = kubectl.json("get", "namespace", ns).get("status", {}).get("phase")
+    assert phase == "Active", f"namespace {ns} is {phase}"
+
+
+def test_deployment_scales(kubectl, ns):
+    kubectl.apply(manifests.deployment("web", ns, replicas=2))
+    rollout(kubectl, ns, "deployment/web")
+    kubectl.run("-n", ns, "scale", "deployment/web", "--replicas=3")
+    rollout(kubectl, ns, "deployment/web")
+    ready = kubectl.json("-n", ns, "get", "deployment", "web").get("status", {}).get("readyReplicas", 0)
+    assert ready == 3, f"deployment/web has {ready} ready replicas after scaling to 3"
+
+
+def test_deployment_update_replaces_the_replicaset(kubectl, ns):
+    before = active_rs(kubectl, ns)
+    kubectl.run("-n", ns, "set", "env", "deployment/web", "KUBELAB_REVISION=2")
+    rollout(kubectl, ns, "deployment/web")
+    owned = kubectl_json.replicasets_of(kubectl.json("-n", ns, "get", "replicasets"), "web")
+    after = owned[-1]
+    assert after["name"] != before["name"], f"the update kept ReplicaSet {before['name']}"
+    old = next((rs for rs in owned if rs["name"] == before["name"]), None)
+    assert old is not None and old["replicas"] == 0, f"the old ReplicaSet was not scaled down: {owned}"
+    assert after["ready"] == 3, f"new ReplicaSet {after['name']} has {after['ready']} of 3 ready"
+
+
+def test_deployment_rollback(kubectl, ns):
+    first = kubectl_json.replicasets_of(kubectl.json("-n", ns, "get", "replicasets"), "web")[0]
+    kubectl.run("-n", ns, "rollout", "undo", "deployment/web")
+    rollout(kubectl, ns, "deployment/web")
+    now = active_rs(kubectl, ns)
+    assert now["name"] == first["name"], f"after `rollout undo` ReplicaSet {now['name']} is active, not {first['name']}"
+    assert now["ready"] == 3, f"ReplicaSet {now['name']} has {now['ready']} of 3 ready after the rollback"
+
+
+def test_service_reaches_the_deployment(kubectl, ns):
+    kubectl.apply(manifests.service("web", ns, {"app": "web"}))
+    pods = kubectl_json.pods_with_label(kubectl.json("-n", ns, "get", "pods"), "app", "web")
+    running = sorted(p["metadata"]["name"] for p in pods if p.get("status", {}).get("phase") == "Running")
+    assert running, "no running web pod"
+    url = f"http://web.{ns}.svc:{manifests.SERVICE_PORT}/hostname"
+    answer = ""
+    for _ in range(15):  # the Service's endpoints take a moment to reach every node
+        answer = kubectl.run("-n", ns, "exec", running[0], "--", "curl", "-s", "--max-time", "3", url, check=False)
+        answer = answer.stdout.strip()
+        if answer in running:
+            break
+        time.sleep(2)
+    assert answer in running, f"{url} from {running[0]}: {answer or 'no answer'}, expected one of {running}"
+
+
+def test_daemonset_runs_on_every_node(kubectl, ns, lab):
+    kubectl.apply(manifests.probe_daemonset(ns, "everywhere"))
+    rollout(kubectl, ns, "daemonset/everywhere")
+    placed = kubectl_json.running_pods_by_node(kubectl.json("-n", ns, "get", "pods"), "app", "everywhere")
+    missing = sorted(set(lab.k8s_nodes) - set(placed))
+    assert not missing, f"daemonset/everywhere has no running pod on {', '.join(missing)}"
+
+
+def test_statefulset_keeps_stable_names(kubectl, ns):
+    kubectl.apply(manifests.headless_service("db", ns))
+    kubectl.apply(manifests.statefulset("db", ns, replicas=2))
+    rollout(kubectl, ns, "statefulset/db")
+    pods = kubectl_json.pods_by_name(kubectl.json("-n", ns, "get", "pods", "-l", "app=db"))
+    assert sorted(pods) == ["db-0", "db-1"], f"statefulset/db pods: {sorted(pods)}"
+    kubectl.run("-n", ns, "delete", "pod", "db-0", "--wait=true", "--timeout=120s")
+    rollout(kubectl, ns, "statefulset/db")
+    again = kubectl_json.pods_by_name(kubectl.json("-n", ns, "get", "pods", "-l", "app=db"))
+    assert sorted(again) == ["db-0", "db-1"], f"after deleting db-0 the pods are {sorted(again)}"
+    assert again["db-0"]["uid"] != pods["db-0"]["uid"], "db-0 was not replaced"
+    assert again["db-0"]["phase"] == "Running", f"the new db-0 is {again['db-0']['phase']}"
+
+
+def test_job_completes(kubectl, ns):
+    kubectl.apply(manifests.job("once", ns, "echo kubelab-job-done"))
+    done = kubectl.run("-n", ns, "wait", "--for=condition=complete", "job/once", f"--timeout={TIMEOUT}", check=False)
+    assert done.rc == 0, f"job/once did not complete: {(done.stderr or done.stdout).strip()[-300:]}"
+    logs = kubectl.run("-n", ns, "logs", "job/once").stdout.strip()
+    assert logs == "kubelab-job-done", f"job/once printed {logs!r}"
+
+
+def test_cronjob_fires(kubectl, ns):
+    kubectl.apply(manifests.cronjob("tick", ns, "echo kubelab-cron"))
+    deadline = time.monotonic() + CRONJOB_WAIT
+    last = None
+    while last is None and time.monotonic() < deadline:
+        time.sleep(5)
+        last = kubectl_json.cronjob_last_success(kubectl.json("-n", ns, "get", "cronjob", "tick"))
+    assert last, f"cronjob/tick (every minute) had no successful run within {CRONJOB_WAIT} s"
+
+
+def test_configmap_and_secret_consumed_by_a_pod(kubectl, ns):
+    kubectl.apply(manifests.configmap("settings", ns, {"greeting": SETTING}))
+    kubectl.apply(manifests.secret("credentials", ns, {"token": TOKEN}))
+    kubectl.apply(manifests.config_reader_pod("reader", ns, "settings", "greeting", "credentials", "token"))
+    done = kubectl.run(
+        "-n", ns, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/reader", f"--timeout={TIMEOUT}", check=False
+    )
+    assert done.rc == 0, f"pod/reader did not finish: {(done.stderr or done.stdout).strip()[-300:]}"
+    logs = kubectl.run("-n", ns, "logs", "reader").stdout.strip()
+    assert logs == f"{SETTING} {TOKEN}", f"pod/reader printed {logs!r}, expected the ConfigMap and Secret values"
+
+
+def test_cleanup_removes_the_namespace(kubectl, ns):
+    deleted = kubectl.run("delete", "namespace", ns, f"--timeout={TIMEOUT}", check=False)
+    assert deleted.rc == 0, f"deleting namespace {ns}: {deleted.stderr.strip()[-300:]}"
+    left = kubectl.run("get", "namespace", ns, check=False)
+    assert left.rc != 0 and "NotFound" in left.stderr, f"namespace {ns} is still there: {left.stdout.strip()}"
