@@ -2,8 +2,10 @@
 
 The folder holds real Debian packages and a locally built image. Stand-ins, honestly named: Debian's
 containerd and runc .debs stand where kubeadm/kubelet/kubectl .debs would be (no registry here serves those),
-and a busybox image built here stands for kubeadm's images. The role does not care what the .debs are: it
-installs whatever artifacts.json lists, exactly as it would install the Kubernetes packages.
+a busybox image built here stands for kubeadm's images, a shell script for the plain kubelet binary (the bin/
+form: the role installs it with the kubelet unit and kubeadm's drop-in) and a small tarball for the CNI plugins.
+The role does not care what the files are: it installs whatever artifacts.json lists, exactly as it would install
+the Kubernetes packages and binaries.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 
 from provisioner import artifacts
 from provisioner.lab import REPO_ROOT
+from provisioner.versions import CNI_PLUGINS_VERSION as CNI_PLUGINS
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +96,14 @@ def build_folder(folder: Path, work: Path) -> dict[str, str]:
         name, version = (line.split(": ", 1)[1] for line in fields.stdout.splitlines())
         versions[name] = version
         entries.append({"path": f"debs/{deb.name}", "kind": "deb", "name": name, "version": version})
+    (folder / "bin").mkdir()
+    (folder / "bin" / "kubelet").write_text('#!/bin/sh\necho "kubelet stand-in $*"\n')
+    entries.append({"path": "bin/kubelet", "kind": "binary", "name": "kubelet", "version": "stand-in"})
+    plugins = f"cni/cni-plugins-linux-amd64-{CNI_PLUGINS}.tgz"
+    (folder / "cni").mkdir()
+    with tarfile.open(folder / plugins, "w:gz") as tar:
+        tar.add(BUSYBOX, arcname="./loopback")
+    entries.append({"path": plugins, "kind": "tarball", "name": "cni-plugins", "version": CNI_PLUGINS})
     archive = build_busybox_image(work / "busybox-oci", IMAGE)
     (folder / "images").mkdir()
     target = folder / artifacts.image_archive_name(IMAGE)
@@ -169,6 +180,11 @@ def test_role_installs_and_imports_from_the_folder_with_egress_dropped(local_lab
     for name, version in deb_versions.items():
         installed = lab.ssh(node, ["dpkg-query", "--show", "--showformat=${Version}", name], check=True).stdout
         assert installed == version
+    assert lab.ssh(node, "kubelet --version").stdout.strip() == "kubelet stand-in --version"
+    unit = lab.ssh(node, "systemctl cat kubelet", check=True).stdout
+    assert "kubelet.service.d/10-kubeadm.conf" in unit
+    assert "ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS" in unit
+    assert lab.ssh(node, "test -x /opt/cni/bin/loopback").returncode == 0
     images = lab.ssh(node, "ctr -n k8s.io images list --quiet", check=True).stdout.split()
     assert IMAGE in images
     run = lab.ssh(node, f"ctr -n k8s.io run --rm {IMAGE} it-offline-probe /bin/busybox echo hello-from-the-folder")
