@@ -116,8 +116,9 @@ def cmd_test_failover(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from provisioner import lifecycle
+    from provisioner import lifecycle, phases
 
+    phases.select(set(), args.start, args.until)  # --from after --until: refused before anything is written
     file_values = spec_mod.load_lab_file(args.file) if args.file else {}
     flag_values = {o.key: getattr(args, o.key, None) for o in spec_mod.OPTIONS if o.type is not dict}
     lab, spec, warnings = lifecycle.spec_for_up(file_values, flag_values)

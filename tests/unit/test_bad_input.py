@@ -4,6 +4,7 @@ creates nothing, and leaves an existing lab folder byte-for-byte untouched."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 EXISTING = "existing"
+STARTED = "started"  # a lab whose nodes phase is done
 
 BAD_FLAGS: list[tuple[list[str], str]] = [
     (["--masters", "2"], "--masters 2 is even"),
@@ -62,6 +64,20 @@ BAD_FILES: list[tuple[str, str]] = [
     ("name: existing\npod_cidr: 192.168.56.0/24\n", "--pod-cidr 192.168.56.0/24 overlaps --node-subnet"),
 ]
 
+# `kubelab up` on top of `render`: its own flags, and a lab that has run phases refusing another spec (exit 1).
+BAD_UPS: list[tuple[list[str], int, str]] = [
+    (["--name", EXISTING, "--from", "cni", "--until", "prepare"], 1, "--from cni comes after --until prepare"),
+    (["--name", "fresh", "--from", "workers", "--until", "nodes"], 1, "--from workers comes after --until nodes"),
+    (["--name", "fresh", "--until", "nosuch"], 2, "argument --until: invalid choice: 'nosuch'"),
+    (["--name", "fresh", "--masters", "2"], 2, "--masters 2 is even"),
+    (["--name", "../fresh"], 2, "lab name '../fresh' is not allowed"),
+    (
+        ["--name", STARTED, "--workers", "2"],
+        1,
+        f"lab '{STARTED}' already exists with a different spec",
+    ),
+]
+
 
 def snapshot(root: Path) -> dict[str, str]:
     return {
@@ -75,6 +91,13 @@ def snapshot(root: Path) -> dict[str, str]:
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("kubelab-home")
     kubelab(home, ["render", "--name", EXISTING, "--masters", "1", "--workers", "1"], expect_ok=True)
+    kubelab(home, ["render", "--name", STARTED, "--masters", "1", "--workers", "1"], expect_ok=True)
+    state = {
+        "version": 1,
+        "provider": "local",
+        "phases": {"nodes": {"seconds": 1.0, "finished": "2026-01-01T00:00:00Z"}},
+    }
+    (home / "labs" / STARTED / "state.json").write_text(json.dumps(state))
     return home
 
 
@@ -85,10 +108,10 @@ def kubelab(home: Path, argv: list[str], expect_ok: bool = False) -> subprocess.
     return result
 
 
-def assert_rejected(home: Path, argv: list[str], message: str) -> None:
+def assert_rejected(home: Path, argv: list[str], message: str, code: int = 2) -> None:
     before = snapshot(home)
     result = kubelab(home, argv)
-    assert result.returncode == 2
+    assert result.returncode == code
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert snapshot(home) == before, "a rejected command changed the kubelab home"
@@ -110,6 +133,11 @@ def test_bad_lab_files(home: Path, tmp_path: Path, text: str, message: str) -> N
     lab_file = tmp_path / "lab.yaml"
     lab_file.write_text(text)
     assert_rejected(home, ["render", "-f", str(lab_file)], message)
+
+
+@pytest.mark.parametrize(("argv", "code", "message"), BAD_UPS, ids=[" ".join(a) for a, _, _ in BAD_UPS])
+def test_bad_up(home: Path, argv: list[str], code: int, message: str) -> None:
+    assert_rejected(home, ["up", *argv], message, code)
 
 
 def test_matrix_is_at_least_thirty_cases_and_the_lab_still_renders(home: Path) -> None:
