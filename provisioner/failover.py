@@ -98,8 +98,8 @@ def _wait(condition: Callable[[], bool], timeout: float) -> bool:
 class Failover:
     """One failover run: pick victims, take them down, assert, restore."""
 
-    def __init__(self, lab: LabFacts, hosts: dict[str, Any], out: TextIO) -> None:
-        self.lab, self.hosts, self.out = lab, hosts, out
+    def __init__(self, lab: LabFacts, hosts: dict[str, Any], out: TextIO, kubectl: kube.Kubectl | None = None) -> None:
+        self.lab, self.hosts, self.out, self.kubectl = lab, hosts, out, kubectl
         self.results: list[tuple[str, bool, str]] = []
         self.holder_hosts = {name: hosts[name] for name in lab.vip_holders}
 
@@ -126,7 +126,7 @@ class Failover:
             raise FailoverError(f"VIP {lab.vip} is on {len(before)} nodes ({before}); run `kubelab verify` first")
         holder = before[0]
         victim, survivor = self.choose(holder)
-        kubectl = kube.choose("auto", lab.kubeconfig, self.hosts[survivor], survivor)
+        kubectl = self.kubectl or kube.choose("auto", lab.kubeconfig, self.hosts[survivor], survivor)
         if kubectl.run("get", "--raw=/readyz", check=False).rc != 0:
             raise FailoverError("the API does not answer through the VIP before the test; run `kubelab verify`")
 
@@ -152,7 +152,7 @@ class Failover:
             self.say(f"  API unreachable for {outage:.1f} s ({failed_probes} of {len(poller.samples)} probes failed)")
         finally:
             self.restore(stopped_lb, victim, kubectl)
-        return all(ok for _, ok in self.results)
+        return all(ok for _, ok, _ in self.results)
 
     def check_etcd(self, kubectl: kube.Kubectl, survivor: str, victim: str) -> None:
         health = kube.etcdctl(kubectl, survivor, "endpoint", "health", "--cluster", "-w", "json")
@@ -194,7 +194,7 @@ def run_failover(lab_dir: LabDir, out: TextIO | None = None) -> int:
     """Run the failover test, then `kubelab verify`; 0 when everything held."""
     import testinfra
 
-    from provisioner.verify import checks_environment, run_verify
+    from provisioner.verify import checks_environment, run_verify, ssh_config
 
     out = out or sys.stdout
     if not lab_dir.hosts_inventory.is_file():
@@ -202,8 +202,11 @@ def run_failover(lab_dir: LabDir, out: TextIO | None = None) -> int:
     lab = read_lab(lab_dir.root)
     check_lab(lab)
     os.environ.update(checks_environment())
-    inventory = str(lab_dir.inventory_dir)
-    hosts = {name: testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in lab.nodes}
+    inventory, config = str(lab_dir.inventory_dir), str(ssh_config(lab_dir))
+    hosts = {
+        name: testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory, ssh_config=config)
+        for name in lab.nodes
+    }
     passed = Failover(lab, hosts, out).run()
     print("re-verifying the lab", file=out, flush=True)
     verified = run_verify(lab_dir, only={"lb", "cluster"}, out=out) == 0
