@@ -9,7 +9,9 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from provisioner import boxes, render
@@ -21,6 +23,7 @@ from provisioner.providers.local_state import LocalState, lab_lock
 
 BOOT_TIMEOUT = 180.0  # seconds for every node to reach `running`, all booting at once on a small host
 HALT_TIMEOUT = 30.0
+NAME_LOCKS = Path("/run/kubelab/lab-names")
 TOOLS = {
     "unshare": "util-linux",
     "nsenter": "util-linux",
@@ -74,8 +77,12 @@ class LocalProvider(Provider):
     def _state(self) -> LocalState:
         return LocalState(self.state_dir / "state.json")
 
-    def _lock(self):
-        return lab_lock(self.lab.root / ".local.lock")
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """This lab folder's lock, then the host-wide lock of the lab's name (its bridge, netns and cgroups are
+        named after it, so two KUBELAB_HOMEs must not create or remove a lab of the same name at once)."""
+        with lab_lock(self.lab.root / ".local.lock"), lab_lock(NAME_LOCKS / f"{self.lab_name}.lock"):
+            yield
 
     # --- Provider interface ------------------------------------------------------------------------------
 

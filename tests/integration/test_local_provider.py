@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +23,7 @@ from oci_image import build_image
 
 from provisioner import plan, render, spec
 from provisioner.lab import LabDir
-from provisioner.providers import local_host, local_network
+from provisioner.providers import local_host, local_network, local_remnants
 from provisioner.providers.base import ProviderError
 from provisioner.providers.local import LocalProvider
 
@@ -299,3 +300,41 @@ def test_a_node_that_boots_with_failed_units_is_refused_naming_them(tmp_path) ->
         provider.destroy()
         sweep(name)
     assert leftovers(name, subnet) == []
+
+
+def test_cgroup_scans_and_removal_tolerate_directories_vanishing_meanwhile() -> None:
+    """A node's systemd creates and removes cgroups at any time; scanning or removing must not trip on that."""
+    if os.geteuid() != 0:
+        pytest.skip("cgroups need root")
+    hierarchy = next(point for point, fstype, _options in local_host.cgroup_mounts() if fstype == "cgroup2")
+    top = hierarchy / "it-local-race"
+    leaf = top / "busy" / "kubelab-it-local-race-master-1"
+    stop = threading.Event()
+
+    def churn(parent: Path) -> None:
+        while not stop.is_set():
+            for i in range(20):
+                (parent / f"unit-{i}.scope").mkdir(exist_ok=True)
+            for i in range(20):
+                (parent / f"unit-{i}.scope").rmdir()
+
+    threads = [threading.Thread(target=churn, args=(d,)) for d in (top, top / "busy", leaf)]
+    try:
+        leaf.mkdir(parents=True)
+        for thread in threads:
+            thread.start()
+        pattern = local_remnants.node_object_pattern("it-local-race")
+        for _round in range(20):  # the former Path.glob scan raised FileNotFoundError about every other round
+            assert local_host.find_cgroup_dirs(pattern) == [leaf]
+            assert local_host.cgroup_pids(top) == []
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert local_host.remove_cgroup(top) is True
+        assert not top.exists()
+    finally:
+        stop.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join()
+        local_host.remove_cgroup(top)
