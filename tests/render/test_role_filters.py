@@ -30,6 +30,7 @@ secrets = _plugin("kubeadm", "kubeadm_secrets")
 manifests = _plugin("cni", "cni_manifests")
 kubeconfig = _plugin("control_plane", "control_plane_kubeconfig")
 interface = _plugin("kube_vip", "kube_vip_interface")
+redact = _plugin("control_plane", "control_plane_redact")
 
 
 def test_every_filter_is_registered_under_its_name() -> None:
@@ -37,6 +38,7 @@ def test_every_filter_is_registered_under_its_name() -> None:
     assert set(manifests.FilterModule().filters()) == {"cni_calico_manifest", "cni_flannel_manifest"}
     assert set(kubeconfig.FilterModule().filters()) == {"control_plane_kubeconfig"}
     assert set(interface.FilterModule().filters()) == {"kube_vip_interface_of"}
+    assert set(redact.FilterModule().filters()) == {"control_plane_redact"}
 
 
 # --- kubeadm's printed secrets -------------------------------------------------------------------------
@@ -71,10 +73,28 @@ def test_certificate_key_is_the_last_hex_line_of_upload_certs() -> None:
     assert secrets.kubeadm_certificate_key(output) == KEY
 
 
+def test_certificate_key_on_the_same_line() -> None:
+    assert secrets.kubeadm_certificate_key(f"[upload-certs] Using certificate key: {KEY}\n") == KEY
+
+
 @pytest.mark.parametrize("output", ["", "[upload-certs] Using certificate key:\n", f"key {KEY} inline\n", KEY[:-2]])
 def test_certificate_key_missing_fails(output: str) -> None:
     with pytest.raises(ValueError, match="no certificate key"):
         secrets.kubeadm_certificate_key(output)
+
+
+def test_failed_init_output_is_shown_with_secrets_masked() -> None:
+    output = (
+        f"[upload-certs] Using certificate key:\n{KEY}\n"
+        f"[bootstrap-token] Using token: {TOKEN}\n"
+        f"kubeadm join 10.77.116.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {CA_HASH}\n"
+        "error execution phase wait-control-plane: could not initialize a Kubernetes cluster\n"
+    )
+    masked = redact.control_plane_redact(output)
+    assert TOKEN not in masked and KEY not in masked
+    assert "[bootstrap-token] Using token: <token>" in masked and "<certificate key>" in masked
+    assert CA_HASH in masked  # public: it identifies the cluster's CA
+    assert "could not initialize a Kubernetes cluster" in masked
 
 
 # --- the private interface, by address -----------------------------------------------------------------

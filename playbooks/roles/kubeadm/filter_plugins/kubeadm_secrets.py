@@ -7,7 +7,8 @@ from typing import Any
 
 _TOKEN = re.compile(r"--token\s+([a-z0-9]{6}\.[a-z0-9]{16})\b")
 _CA_HASH = re.compile(r"--discovery-token-ca-cert-hash\s+(sha256:[0-9a-f]{64})\b")
-_CERT_KEY = re.compile(r"^([0-9a-f]{64})$", re.MULTILINE)
+# Newer kubeadm prints the key on the line after "Using certificate key:", some versions on the same line.
+_CERT_KEY = re.compile(r"(?:^|Using certificate key:[ \t]*)([0-9a-f]{64})$", re.MULTILINE)
 
 
 def kubeadm_join_secrets(output: str) -> dict[str, str]:
