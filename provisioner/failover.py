@@ -194,7 +194,7 @@ def run_failover(lab_dir: LabDir, out: TextIO | None = None) -> int:
     """Run the failover test, then `kubelab verify`; 0 when everything held."""
     import testinfra
 
-    from provisioner.verify import checks_environment, run_verify, ssh_config
+    from provisioner.verify import checks_environment, run_verify, shared_ssh
 
     out = out or sys.stdout
     if not lab_dir.hosts_inventory.is_file():
@@ -202,12 +202,14 @@ def run_failover(lab_dir: LabDir, out: TextIO | None = None) -> int:
     lab = read_lab(lab_dir.root)
     check_lab(lab)
     os.environ.update(checks_environment())
-    inventory, config = str(lab_dir.inventory_dir), str(ssh_config(lab_dir))
-    hosts = {
-        name: testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory, ssh_config=config)
-        for name in lab.nodes
-    }
-    passed = Failover(lab, hosts, out).run()
+    with shared_ssh(lab_dir) as config:
+        hosts = {
+            name: testinfra.get_host(
+                f"ansible://{name}", ansible_inventory=str(lab_dir.inventory_dir), ssh_config=str(config)
+            )
+            for name in lab.nodes
+        }
+        passed = Failover(lab, hosts, out).run()
     print("re-verifying the lab", file=out, flush=True)
     verified = run_verify(lab_dir, only={"lb", "cluster"}, out=out) == 0
     return 0 if passed and verified else 1

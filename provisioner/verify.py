@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TextIO
 
@@ -23,11 +26,12 @@ LABELS = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "N/A"
 PYTEST_USAGE_ERRORS = (2, 3, 4)
 NOT_YET = "not applicable before the "  # how conftest.py words a check skipped for a missing phase
 # testinfra gives ssh no ControlPath unless ansible.cfg sets one, so every check would open a new connection.
+# The path is new for every run: a lab rebuilt on the same addresses must never reach a previous run's connection.
 SSH_CONFIG = """# Written by kubelab verify: one shared SSH connection per node for all checks.
 Host *
   ControlMaster auto
   ControlPersist 60s
-  ControlPath ~/.ansible/cp/kubelab-%C
+  ControlPath {control_path}
 Include ~/.ssh/config
 Include /etc/ssh/ssh_config
 """
@@ -52,13 +56,24 @@ def results_dir(lab: LabDir) -> Path:
     return lab.root / "verify"
 
 
-def ssh_config(lab: LabDir) -> Path:
-    """Write the SSH client config the checks use (connection sharing; the user's own config is included)."""
-    (Path.home() / ".ansible" / "cp").mkdir(mode=0o700, parents=True, exist_ok=True)
+@contextmanager
+def shared_ssh(lab: LabDir) -> Iterator[Path]:
+    """Write the SSH client config the checks use (one connection per node, the user's own config included);
+    the connections are closed when the block ends."""
+    sockets = Path.home() / ".ansible" / "cp"
+    sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
+    prefix = f"kubelab-{secrets.token_hex(4)}-"
     path = results_dir(lab) / "ssh_config"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(SSH_CONFIG)
-    return path
+    path.write_text(SSH_CONFIG.format(control_path=sockets / f"{prefix}%C"))
+    try:
+        yield path
+    finally:
+        for socket in sockets.glob(f"{prefix}*"):
+            with suppress(subprocess.TimeoutExpired):
+                subprocess.run(
+                    ["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "node"], capture_output=True, timeout=15
+                )
 
 
 def pytest_argv(lab: LabDir, groups: set[str], phases: set[str] | None = None, kubectl: str = "auto") -> list[str]:
@@ -166,9 +181,8 @@ def run_verify(
     folder = results_dir(lab)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").unlink(missing_ok=True)
-    ssh_config(lab)
     log = folder / "pytest.log"
-    with log.open("w") as stream:
+    with log.open("w") as stream, shared_ssh(lab):
         done = subprocess.run(
             pytest_argv(lab, groups, phases, kubectl), stdout=stream, stderr=subprocess.STDOUT, env=checks_environment()
         )
