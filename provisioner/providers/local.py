@@ -197,8 +197,9 @@ class LocalProvider(Provider):
 
     def _claim_names(self, state: LocalState, progress: Progress) -> None:
         """Make sure the host objects named after this lab are this lab folder's own, or none. A lab of the
-        same name from another KUBELAB_HOME is refused (nothing running is lost); dead remnants of a crashed
-        run whose lab folder may be gone are removed."""
+        same name running from another KUBELAB_HOME is refused (nothing running is lost); dead remnants (of a
+        crashed run whose lab folder may be gone, or the network of a halted one, which its resume remakes)
+        are removed."""
         owner = local_network.bridge_owner(self.bridge)
         if owner == str(self.state_dir) or (owner is None and state.data.get("bridge") == self.bridge):
             return  # ours (a bridge made before owners were recorded counts as ours if our state names it)
@@ -212,24 +213,20 @@ class LocalProvider(Provider):
                 f"so lab '{self.lab_name}' in {self.lab.root} cannot use its names: destroy it there first "
                 "(KUBELAB_HOME=... kubelab destroy), or pick another --name"
             )
-        if owner and Path(owner).is_dir():
-            raise ProviderError(
-                f"a halted lab named '{self.lab_name}' exists on this host from {where}: resume or destroy it "
-                "there first (KUBELAB_HOME=... kubelab destroy), or pick another --name"
-            )
         self._remove_dead_remnants(progress)
 
     def _remove_dead_remnants(self, progress: Progress | None) -> bool:
         """Remove host objects named after this lab when none of their processes is alive. True if any."""
         found = local_remnants.find(self.lab_name)
-        owner = self._foreign_owner()
-        if not found or found.alive() or (owner and Path(owner).is_dir()):
+        if not found or found.alive():
             return False
         if progress:
+            owner = local_network.bridge_owner(self.bridge)
+            where = f"lab folder {Path(owner).parent}" if owner else "a lab folder that is not known"
             progress(
                 self.lab_name,
-                f"removing dead remnants of an earlier run of lab '{self.lab_name}' whose processes are gone "
-                f"(a crashed or killed run): {found.describe()}",
+                f"removing dead remnants of an earlier run of lab '{self.lab_name}' from {where}, whose processes "
+                f"are gone (crashed, killed or halted): {found.describe()}",
             )
         local_remnants.remove(found)
         return True
