@@ -166,8 +166,8 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing destroyed")
             return 1
-    lifecycle.destroy(lab)
-    return 0
+    destroyed = lifecycle.destroy(lab, reset=args.reset)
+    return 0 if destroyed or not lab.root.exists() else 1  # a failed --reset keeps the lab folder
 
 
 def cmd_kubeconfig(args: argparse.Namespace) -> int:
@@ -316,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     destroy = sub.add_parser("destroy", help="remove the lab's machines and its folder")
     _lab_arguments(destroy)
     destroy.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    destroy.add_argument(
+        "--reset", action="store_true", help="hosts labs: undo kubeadm/CNI state on your machines (they stay up)"
+    )
     destroy.set_defaults(func=cmd_destroy)
 
     kubeconfig = sub.add_parser("kubeconfig", help="print the path of the lab's admin kubeconfig")

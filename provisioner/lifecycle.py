@@ -426,8 +426,12 @@ def _not_ready(plan: Plan, connections: dict, expected: set[str]) -> list[str]:
     return [f"{name}: not Ready after {READY_TIMEOUT} s (`kubectl describe node {name}`)" for name in not_ready]
 
 
-def destroy(lab: LabDir, out: TextIO | None = None) -> bool:
-    """Remove the lab's machines and its folder. False when there was nothing to destroy."""
+def destroy(lab: LabDir, out: TextIO | None = None, reset: bool = False) -> bool:
+    """Remove the lab's machines and its folder. False when there was nothing to destroy.
+
+    `reset` (hosts labs only): undo the Kubernetes phases on the user's machines first (playbooks/reset.yml);
+    when that fails the lab folder is kept so the command can be run again.
+    """
     out = out or sys.stdout
     if not lab.root.exists():
         print(f"nothing to destroy: there is no lab at {lab.root}", file=out)
@@ -435,13 +439,39 @@ def destroy(lab: LabDir, out: TextIO | None = None) -> bool:
     with LabLock(lab, "destroy"):
         if lab.exists():
             plan = load_lab(lab)
+            if reset and plan.spec.provider != "hosts":
+                raise LabError(
+                    f"--reset is for --provider hosts labs; a {plan.spec.provider} lab's machines are removed"
+                )
             provider = provider_for(plan, lab)
+            if reset and not _reset_hosts(lab, plan, provider, out):
+                return False
             removed = provider.destroy()
             what = "machines removed" if removed else "no machines were running"
             if plan.spec.provider == "hosts":
-                what = "your machines were left as they are (kubelab did not create them)"
+                done = "Kubernetes reset on them, " if reset else ""
+                what = f"your machines were left running ({done}kubelab did not create them)"
         else:
             what = "only an unfinished lab folder was there"
         shutil.rmtree(lab.root)
     print(f"lab '{lab.root.name}' destroyed: {what}; {lab.root} removed", file=out)
     return True
+
+
+def _reset_hosts(lab: LabDir, plan: Plan, provider: Provider, out: TextIO) -> bool:
+    """Run the reset playbook on a hosts lab's machines; False (with the failure shown) when it failed."""
+    from provisioner.ansible import run_playbook
+    from provisioner.render import write_connections
+
+    provider.check()
+    write_connections(lab, provider.connections())
+    with PhaseProgress("reset", "kubeadm reset on your machines", stream=out) as bar:
+        result = run_playbook(lab, "reset", phases_mod.PLAYBOOKS_DIR / "reset.yml", bar)
+        bar.finish(result.ok, result.summary())
+    if not result.ok:
+        print(result.failure_report(), file=out)
+        print(
+            f"nothing was removed; fix the cause and run `kubelab destroy --reset --name {plan.spec.name}` again",
+            file=out,
+        )
+    return result.ok

@@ -123,6 +123,8 @@ def test_up_until_status_resume_from_halt_destroy(home: Path) -> None:
     ssh = kubelab(home, "ssh", "--name", NAME, "master-1", "--", "systemctl", "is-active", "containerd")
     assert ssh.stdout.strip() == "active", ssh.stderr
 
+    not_hosts = kubelab(home, "destroy", "--name", NAME, "--yes", "--reset")
+    assert not_hosts.returncode == 1 and "--reset is for --provider hosts labs" in not_hosts.stderr
     destroy = kubelab(home, "destroy", "--name", NAME, "--yes")
     assert destroy.returncode == 0, destroy.stderr
     assert f"lab '{NAME}' destroyed: machines removed" in destroy.stdout
@@ -194,7 +196,13 @@ def run_hosts_lab(home: Path, nodes_lab: Path) -> None:
     halt = kubelab(home, "halt", "--name", HOSTS_LAB)
     assert halt.returncode == 1 and "does not power off machines it did not create" in halt.stderr
 
-    destroy = kubelab(home, "destroy", "--name", HOSTS_LAB, "--yes")
-    assert destroy.returncode == 0, destroy.stderr
-    assert "your machines were left as they are" in destroy.stdout
+    # --reset undoes Kubernetes state on the machines (here: a CNI config) and keeps everything else.
+    cni_file = "/etc/cni/net.d/10-kubelab-test.conflist"
+    kubelab(home, "ssh", "--name", HOSTS_LAB, "worker-1", "--", f"mkdir -p /etc/cni/net.d && echo {{}} > {cni_file}")
+    destroy = kubelab(home, "destroy", "--name", HOSTS_LAB, "--yes", "--reset")
+    assert destroy.returncode == 0, destroy.stdout + destroy.stderr
+    assert any(line.startswith("✓ reset ") for line in destroy.stdout.splitlines()), destroy.stdout
+    assert "your machines were left running (Kubernetes reset on them, kubelab did not create them)" in destroy.stdout
     assert not lab.exists()
+    gone = kubelab(nodes_lab.parent.parent, "ssh", "--name", NAME, "worker-1", "--", f"test -e {cni_file}")
+    assert gone.returncode == 1, gone.stderr
