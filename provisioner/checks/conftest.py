@@ -9,7 +9,9 @@ with a reason, until the lab's state says that phase of `kubelab up` is done.
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +103,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+# testinfra raises RuntimeError(CommandResult(...)) when ssh itself fails (exit 255): keep only what ssh said.
+SSH_FAILURE = re.compile(r"RuntimeError: CommandResult\(.*exit_status=255, .*_stderr=b(?P<stderr>'.*'|\".*\")\)", re.S)
+
+
+def ssh_failure(text: str) -> str | None:
+    """'cannot reach the node over SSH: <ssh's message>' for testinfra's ssh errors, else None."""
+    match = SSH_FAILURE.search(text)
+    if match is None:
+        return None
+    try:
+        stderr = ast.literal_eval("b" + match["stderr"]).decode(errors="replace")
+    except (ValueError, SyntaxError):
+        stderr = match["stderr"][1:-1].replace("\\r", "").replace("\\n", "\n")
+    said = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "no message")
+    return f"cannot reach the node over SSH: {said} (are the lab's nodes up? `kubelab status`)"
+
+
 def _message(report: pytest.TestReport) -> str:
     if report.skipped and isinstance(report.longrepr, tuple):
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr or "")
+    unreachable = ssh_failure(text)
+    if unreachable:
+        return unreachable
     first = text.strip().splitlines()[0] if text.strip() else ""
     for prefix in ("AssertionError: ", "Failed: ", "provisioner.checks.kube.KubectlError: "):
         first = first.removeprefix(prefix)

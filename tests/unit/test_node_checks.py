@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from pathlib import Path
 
 import pytest
 
 from provisioner import failover, verify
-from provisioner.checks import labfacts, nodeparse
+from provisioner.checks import conftest, labfacts, nodeparse
 from provisioner.lab import LabDir
 
 PROC_SWAPS_ON = """Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority
@@ -282,3 +283,46 @@ def test_failover_needs_a_vip(tmp_path):
     facts = labfacts.read_lab(write_lab(tmp_path, lb="none").root)
     with pytest.raises(failover.FailoverError, match="no virtual IP"):
         failover.check_lab(facts)
+
+
+def test_ssh_failures_are_reported_as_unreachable_nodes():
+    # The crash message testinfra 10.2 gives when ssh exits 255 (seen for a node that does not answer).
+    crash = (
+        "RuntimeError: CommandResult(backend=<testinfra.backend.ssh.SshBackend object at 0x7f666546a4d0>,"
+        r" exit_status=255, command=b'true', _stdout=b'', _stderr=b'Connection timed out during banner exchange\r\n"
+        r"Connection to 10.77.131.21 port 22 timed out\r\n')"
+    )
+    assert conftest.ssh_failure(crash) == (
+        "cannot reach the node over SSH: Connection to 10.77.131.21 port 22 timed out"
+        " (are the lab's nodes up? `kubelab status`)"
+    )
+    assert conftest.ssh_failure("AssertionError: containerd is inactive") is None
+    remote_failure = crash.replace("exit_status=255", "exit_status=1")
+    assert conftest.ssh_failure(remote_failure) is None
+
+
+def test_verify_on_unreachable_nodes_names_ssh(tmp_path):
+    # Real ssh to a closed port on this host: every node check errors with ssh's own message, exit code 1.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    lab = write_lab(tmp_path / "down", masters=1, lb="none")
+    hosts = {"lb": {}, "masters": ["master-1"], "workers": ["worker-1"]}
+    connection = {
+        "all": {
+            "hosts": {
+                name: {"ansible_host": "127.0.0.1", "ansible_port": port, "ansible_user": "root"}
+                for names in hosts.values()
+                for name in names
+            }
+        }
+    }
+    lab.connection_inventory.write_text(json.dumps(connection))
+    out = io.StringIO()
+    assert verify.run_verify(lab, only={"nodes"}, out=out) == 1
+    rows = json.loads((lab.root / "verify" / "summary.json").read_text())["results"]
+    ran = [r for r in rows if r["outcome"] != "skipped"]
+    assert {r["node"] for r in ran} == {"master-1", "worker-1"}
+    expected = f"cannot reach the node over SSH: ssh: connect to host 127.0.0.1 port {port}: Connection refused"
+    assert {r["outcome"] for r in ran} == {"failed"}
+    assert {r["message"] for r in ran} == {f"{expected} (are the lab's nodes up? `kubelab status`)"}
