@@ -293,12 +293,12 @@ class LocalProvider(Provider):
         if local_node.read_pid(files, leaf) and local_network.netns_exists(netns):
             progress(node.name, "already running")
             return
-        if local_network.netns_exists(netns) and not state.node(node.name):
+        if not state.node(node.name) and local_remnants.netns_pids([netns]):
             raise ProviderError(
-                f"network namespace {netns} exists but lab '{self.lab_name}' in {self.lab.root} did not create it: "
-                "is a lab with the same name running from another KUBELAB_HOME? Destroy it first"
+                f"network namespace {netns} has processes but lab '{self.lab_name}' in {self.lab.root} did not "
+                "start them: is a lab with the same name running from another KUBELAB_HOME? Destroy it there first"
             )
-        self._stop_node(state, node.name, 0.0)  # remnants of a crashed or halted run
+        self._stop_node(state, node.name, 0.0)  # dead remnants of a crashed or halted run
         cgroups = local_host.node_cgroup_dirs(leaf)
         state.record_node(node.name, netns=netns, veth=veth, cgroups=[str(c) for c in cgroups], dir=str(files.dir))
         progress(node.name, f"starting ({node.ip})")
