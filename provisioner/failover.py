@@ -126,7 +126,9 @@ class Failover:
             raise FailoverError(f"VIP {lab.vip} is on {len(before)} nodes ({before}); run `kubelab verify` first")
         holder = before[0]
         victim, survivor = self.choose(holder)
-        kubectl = self.kubectl or kube.choose("auto", lab.kubeconfig, self.hosts[survivor], survivor)
+        kubectl = self.kubectl or kube.choose(
+            "auto", lab.kubeconfig, self.hosts[survivor], survivor, lab.kubernetes_minor
+        )
         if kubectl.run("get", "--raw=/readyz", check=False).rc != 0:
             raise FailoverError("the API does not answer through the VIP before the test; run `kubelab verify`")
 

@@ -215,7 +215,7 @@ def node_hosts(pytestconfig: pytest.Config, lab: LabFacts) -> dict[str, Any]:
 def kubectl(pytestconfig: pytest.Config, lab: LabFacts, node_hosts: dict[str, Any]) -> kube.Kubectl:
     mode = pytestconfig.getoption("--kubelab-kubectl")
     master = node_hosts[lab.init_master]
-    kubectl = kube.choose(mode, lab.kubeconfig, master, lab.init_master)
+    kubectl = kube.choose(mode, lab.kubeconfig, master, lab.init_master, lab.kubernetes_minor)
     if kubectl.master is not None and not master.file(kube.ADMIN_CONF).exists:
         pytest.fail(
             f"no lab kubeconfig ({lab.kubeconfig}, or no kubectl on this host) and no {kube.ADMIN_CONF} on"

@@ -7,6 +7,7 @@ masters' /etc/kubernetes/admin.conf both point there.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -68,12 +69,31 @@ class Kubectl:
         self.run("apply", "-f", "-", stdin=json.dumps(manifest))
 
 
-def choose(mode: str, kubeconfig: Path, master: Any, master_name: str) -> Kubectl:
-    """mode auto: the host's kubectl when it and the lab kubeconfig exist, else kubectl on the first master."""
+def client_minor(version_json: str) -> int | None:
+    """`kubectl version --client -o json` -> the client's minor version ("32+" -> 32); None when unreadable."""
+    try:
+        minor = re.match(r"\d+", str(json.loads(version_json)["clientVersion"]["minor"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return int(minor[0]) if minor else None
+
+
+def host_kubectl_fits(cluster_minor: int | None) -> bool:
+    """The host's kubectl is within kubectl's supported skew (one minor version) of the lab's Kubernetes."""
+    if cluster_minor is None:
+        return True
+    done = subprocess.run(["kubectl", "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=30)
+    minor = client_minor(done.stdout)
+    return minor is not None and abs(minor - cluster_minor) <= 1
+
+
+def choose(mode: str, kubeconfig: Path, master: Any, master_name: str, cluster_minor: int | None = None) -> Kubectl:
+    """mode auto: the host's kubectl when it and the lab kubeconfig exist and it is within one minor version of
+    the cluster, else kubectl on the first master (installed at the cluster's version)."""
     host_ok = shutil.which("kubectl") is not None and kubeconfig.is_file()
-    if mode == "host" or (mode == "auto" and host_ok):
-        if not host_ok:
-            raise KubectlError(f"--kubectl host needs kubectl on PATH and {kubeconfig}")
+    if mode == "host" and not host_ok:
+        raise KubectlError(f"--kubectl host needs kubectl on PATH and {kubeconfig}")
+    if mode == "host" or (mode == "auto" and host_ok and host_kubectl_fits(cluster_minor)):
         return Kubectl(kubeconfig=kubeconfig)
     return Kubectl(master=master, master_name=master_name)
 

@@ -87,6 +87,13 @@ class LabFacts:
         return str(self.variables["kubelab_kubernetes_version"])
 
     @property
+    def kubernetes_minor(self) -> int | None:
+        """The lab's Kubernetes minor version (1.36.4 -> 36)."""
+        minor = str(self.variables.get("kubelab_kubernetes_minor") or self.variables.get("kubelab_kubernetes_version"))
+        parts = minor.split(".")
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+    @property
     def cni(self) -> str:
         return str(self.variables.get("kubelab_cni", "none"))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.checks import kubectl_json, nodeparse
+from provisioner.checks import kube, kubectl_json, nodeparse
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -219,3 +219,41 @@ def test_cronjob_last_success():
     fresh = json.loads(sample("kubectl-get-cronjob.json"))
     del fresh["status"]
     assert kubectl_json.cronjob_last_success(fresh) is None
+
+
+# --- which kubectl --------------------------------------------------------------------------------
+
+
+def test_client_minor_from_kubectl_version():
+    # Real output of this machine's kubectl (v1.32.4, minor "32+").
+    assert kube.client_minor(sample("kubectl-version-client.json")) == 32
+    assert kube.client_minor('{"clientVersion": {"major": "1", "minor": "20"}}') == 20
+    assert kube.client_minor("error: unknown flag: --client") is None
+
+
+def fake_kubectl(tmp_path: Path, minor: str) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "kubectl"
+    script.write_text(f'#!/bin/sh\necho \'{{"clientVersion": {{"major": "1", "minor": "{minor}"}}}}\'\n')
+    script.chmod(0o755)
+    return bin_dir
+
+
+@pytest.mark.parametrize(("host_minor", "cluster_minor", "where"), [("35", 36, "host"), ("20", 36, "master")])
+def test_auto_uses_host_kubectl_within_one_minor(tmp_path, monkeypatch, host_minor, cluster_minor, where):
+    monkeypatch.setenv("PATH", str(fake_kubectl(tmp_path, host_minor)))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\n")
+    chosen = kube.choose("auto", kubeconfig, master=object(), master_name="master-1", cluster_minor=cluster_minor)
+    assert ("host" if chosen.master is None else "master") == where
+    forced = kube.choose("host", kubeconfig, master=object(), master_name="master-1", cluster_minor=cluster_minor)
+    assert forced.master is None
+
+
+def test_auto_without_a_lab_kubeconfig_uses_the_master(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(fake_kubectl(tmp_path, "36")))
+    chosen = kube.choose("auto", tmp_path / "kubeconfig", master=object(), master_name="master-1", cluster_minor=36)
+    assert chosen.where == "kubectl on master-1"
+    with pytest.raises(kube.KubectlError, match="--kubectl host needs kubectl on PATH"):
+        kube.choose("host", tmp_path / "kubeconfig", master=object(), master_name="master-1")

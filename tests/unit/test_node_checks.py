@@ -154,6 +154,7 @@ def test_lab_facts_groups_and_vip_holders(tmp_path):
     assert facts.group_of("lb-1") == {"lb", "all"}
     assert facts.vip_holders == {"lb-1": "10.77.131.11", "lb-2": "10.77.131.12"}
     assert facts.api_host == "10.77.131.10"
+    assert facts.kubernetes_minor == 36
 
 
 def test_lab_facts_kube_vip_holders_are_masters(tmp_path):
