@@ -15,6 +15,7 @@ from provisioner.checks import kubectl_json, manifests
 NS = "kubelab-workloads"
 TIMEOUT = "180s"
 CRONJOB_WAIT = 150  # seconds: a `* * * * *` CronJob fires within a minute, its pod then has to start and finish
+REPLACE_WAIT = 120  # seconds for a deleted StatefulSet pod to come back Running
 SETTING, TOKEN = "hello-from-a-configmap", "s3cret-from-a-secret"
 
 pytestmark = pytest.mark.phase("cni")
@@ -105,11 +106,18 @@ def test_statefulset_keeps_stable_names(kubectl, ns):
     pods = kubectl_json.pods_by_name(kubectl.json("-n", ns, "get", "pods", "-l", "app=db"))
     assert sorted(pods) == ["db-0", "db-1"], f"statefulset/db pods: {sorted(pods)}"
     kubectl.run("-n", ns, "delete", "pod", "db-0", "--wait=true", "--timeout=120s")
-    rollout(kubectl, ns, "statefulset/db")
-    again = kubectl_json.pods_by_name(kubectl.json("-n", ns, "get", "pods", "-l", "app=db"))
+    deadline = time.monotonic() + REPLACE_WAIT
+    while True:  # the StatefulSet controller recreates db-0 under the same name
+        again = kubectl_json.pods_by_name(kubectl.json("-n", ns, "get", "pods", "-l", "app=db"))
+        new = again.get("db-0", {})
+        if (new.get("uid") not in (None, pods["db-0"]["uid"]) and new.get("phase") == "Running") or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(2)
     assert sorted(again) == ["db-0", "db-1"], f"after deleting db-0 the pods are {sorted(again)}"
-    assert again["db-0"]["uid"] != pods["db-0"]["uid"], "db-0 was not replaced"
-    assert again["db-0"]["phase"] == "Running", f"the new db-0 is {again['db-0']['phase']}"
+    assert again["db-0"]["uid"] != pods["db-0"]["uid"], f"db-0 was not replaced within {REPLACE_WAIT} s"
+    assert again["db-0"]["phase"] == "Running", f"the new db-0 is {again['db-0']['phase']} after {REPLACE_WAIT} s"
 
 
 def test_job_completes(kubectl, ns):
