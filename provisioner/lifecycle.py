@@ -85,13 +85,8 @@ def spec_for_up(file_values: dict[str, Any], flag_values: dict[str, Any]) -> tup
     if provider == "hosts":
         _counts_from_inventory(file_layer, flag_values)
     spec = spec_mod.build_spec(file_layer, flag_values)
-    if spec.provider == "auto":
-        from provisioner.providers.detect import detect_provider
-
-        spec = spec_mod.resolve(spec.replace(provider=detect_provider()))
     host = spec_mod.HostInfo.detect()
-    warnings = spec_mod.validate(spec, host)
-    _check_vm_memory(spec, host)
+    warnings = spec_mod.validate(spec, host)  # the user's own mistakes first, before looking at the host's tools
     if stored and load_state(lab).phases:
         changed = spec_differences(stored, spec.to_dict())
         if changed:
@@ -100,6 +95,12 @@ def spec_for_up(file_values: dict[str, Any], flag_values: dict[str, Any]) -> tup
                 f"Run `kubelab up --name {name}` without those settings to resume it, `kubelab destroy --name "
                 f"{name}` first to rebuild it, or pick another --name"
             )
+    if spec.provider == "auto":
+        from provisioner.providers.detect import detect_provider
+
+        spec = spec_mod.resolve(spec.replace(provider=detect_provider()))
+        warnings = spec_mod.validate(spec, host)
+    _check_vm_memory(spec, host)
     return lab, spec, warnings
 
 
@@ -119,11 +120,11 @@ def _check_vm_memory(spec: spec_mod.LabSpec, host: spec_mod.HostInfo) -> None:
 
 
 def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """'key: old -> new' for every key whose value differs ('auto' in the old spec matches anything)."""
+    """'key: old -> new' for every key whose value differs ('auto' on either side matches anything)."""
     return [
         f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key) and old.get(key) != "auto"
+        if old.get(key) != new.get(key) and "auto" not in (old.get(key), new.get(key))
     ]
 
 
