@@ -2,6 +2,8 @@
 
 The box has no partition table and no bootloader: the kernel and initrd are kept next to the box so
 vagrant-libvirt boots them directly (``kernel``/``initrd``/``cmd_line``), which works on QEMU without KVM.
+At first boot it makes only an ed25519 SSH host key (RSA key generation takes minutes in a TCG guest on a
+busy host, past Vagrant's boot timeout).
 Results are cached under ``$XDG_CACHE_HOME/kubelab/boxes/<recipe hash>/``; run this file to build it.
 """
 
@@ -39,7 +41,7 @@ printf '[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n' > /etc/systemd/network/10-
 systemctl enable systemd-networkd ssh
 echo '/dev/vda / ext4 defaults 0 1' > /etc/fstab
 echo kubelab-box > /etc/hostname
-echo 'UseDNS no' > /etc/ssh/sshd_config.d/vagrant.conf
+printf 'UseDNS no\nHostKey /etc/ssh/ssh_host_ed25519_key\n' > /etc/ssh/sshd_config.d/vagrant.conf
 rm -f /etc/ssh/ssh_host_*
 cat > /etc/systemd/system/ssh-hostkeys.service <<'UNIT'
 [Unit]
@@ -49,7 +51,7 @@ ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
 
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
 
 [Install]
 WantedBy=multi-user.target
