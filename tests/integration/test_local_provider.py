@@ -156,7 +156,7 @@ def test_destroy_leaves_nothing_and_a_second_destroy_is_a_no_op(three: LocalLab)
     assert three.provider.destroy() is False
 
 
-def test_the_cli_creates_shows_reaches_and_destroys_a_lab(tmp_path) -> None:
+def test_the_cli_creates_shows_reaches_halts_and_destroys_a_lab(tmp_path) -> None:
     if os.geteuid() != 0:
         pytest.skip("local namespace nodes need root")
     name, subnet = "it-local-cli", "10.77.107.0/24"
@@ -187,6 +187,13 @@ def test_the_cli_creates_shows_reaches_and_destroys_a_lab(tmp_path) -> None:
         refused = kubelab("destroy", "--name", name, answer="n\n")
         assert refused.returncode != 0 and "nothing destroyed" in refused.stdout
         assert kubelab("ssh", "--name", name, "master-1", "--", "true").returncode == 0
+        # A halted lab keeps its nodes (stopped) until it is destroyed.
+        assert kubelab("halt", "--name", name).returncode == 0
+        halted = kubelab("status", "--name", name).stdout.splitlines()
+        assert [line.split()[-1] for line in halted if line.strip().startswith(("master-", "worker-"))] == [
+            "stopped",
+            "stopped",
+        ]
         destroyed = kubelab("destroy", "--name", name, "--yes")
         assert destroyed.returncode == 0, destroyed.stderr
         assert f"lab '{name}' destroyed: machines removed" in destroyed.stdout
