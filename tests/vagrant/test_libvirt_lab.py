@@ -26,6 +26,9 @@ BOX = "kubelab-it/debian12"
 BOX_VOLUME_PREFIX = "kubelab-it-VAGRANTSLASH-debian12_"
 BOOT_DIR = Path("/var/lib/libvirt/boot")  # qemu runs as libvirt-qemu: the kernel must be readable there
 KERNEL, INITRD = BOOT_DIR / "kubelab-it-vmlinuz", BOOT_DIR / "kubelab-it-initrd.img"
+# Vagrant merges $VAGRANT_HOME/Vagrantfile into the lab's: a TCG guest on a busy 2-core host can need more
+# than the default 300 s before sshd answers.
+VAGRANT_HOME_FILE = 'Vagrant.configure("2") { |config| config.vm.boot_timeout = 900 }\n'
 
 
 def virsh(*args: str) -> subprocess.CompletedProcess[str]:
@@ -35,7 +38,7 @@ def virsh(*args: str) -> subprocess.CompletedProcess[str]:
 def kubelab(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "provisioner.cli", *args],
-        env={**os.environ, "KUBELAB_HOME": str(home)},
+        env={**os.environ, "KUBELAB_HOME": str(home)},  # VAGRANT_HOME: set by the `box` fixture
         capture_output=True,
         text=True,
         timeout=900,
@@ -112,9 +115,14 @@ def _wait_pid(pidfile: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def box(libvirtd: None) -> Iterator[Box]:
-    """The locally built box, added to Vagrant; removed again (with its libvirt base volume) afterwards."""
+def box(libvirtd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+    """The locally built box, added to a Vagrant home of the test's own; removed again (with its libvirt base
+    volume) afterwards."""
     built = build_box(log=lambda message: print(f"[box] {message}", flush=True))
+    vagrant_home = tmp_path_factory.mktemp("vagrant.d")
+    (vagrant_home / "Vagrantfile").write_text(VAGRANT_HOME_FILE)
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("VAGRANT_HOME", str(vagrant_home))
     BOOT_DIR.mkdir(parents=True, exist_ok=True)
     shutil.copy(built.kernel, KERNEL)
     shutil.copy(built.initrd, INITRD)
@@ -130,7 +138,8 @@ def box(libvirtd: None) -> Iterator[Box]:
                 virsh("vol-delete", "--pool", "default", volume)
         KERNEL.unlink(missing_ok=True)
         INITRD.unlink(missing_ok=True)
-    boxes = subprocess.run(["vagrant", "box", "list"], capture_output=True, text=True).stdout
+        boxes = subprocess.run(["vagrant", "box", "list"], capture_output=True, text=True).stdout
+        monkeypatch.undo()
     assert BOX not in boxes
     assert not [v for v in _names("vol-list", "default", "--name") if v.startswith(BOX_VOLUME_PREFIX)]
 
