@@ -1,16 +1,20 @@
 """The node-side phases (prepare, runtime, loadbalancer) for real on `local` nodes, twice, then VIP failover.
 
-One lab: 2 haproxy+keepalived nodes and 3 masters, Debian 12, containerd from the Debian package (the only
-containerd this machine can install; upstream releases need the artifacts folder). The phases run with
+One lab: 2 haproxy+keepalived nodes and 3 masters, Debian 12, containerd from the Debian package (upstream
+releases cannot be downloaded here; the last test installs one master from an artifacts folder). The phases run with
 ansible-playbook exactly as `kubelab up` runs them. Kubernetes itself is not installed here: the haproxy
 backends have no API server behind them, which the keepalived priorities are designed to tolerate.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import lzma
 import re
+import shutil
 import subprocess
+import tarfile
 import time
 import tomllib
 import urllib.request
@@ -199,19 +203,48 @@ def debian_deb(suite: str, package: str, dest: Path) -> Path:
     return path
 
 
-def test_runtime_config_follows_containerd_major_and_kubeadm(lab, first_run, tmp_path):
-    """The config table per containerd major, and the sandbox image the installed kubeadm lists.
+def upstream_layout_folder(deb: Path, folder: Path) -> Path:
+    """An artifacts folder whose containerd tarball has the upstream release layout (bin/...), made from `deb`."""
+    unpacked = folder / "unpacked"
+    unpacked.mkdir(parents=True)
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+    version = re.search(r"_(\d+\.\d+\.\d+)", deb.name).group(1)
+    tarball = folder / "containerd" / f"containerd-{version}-linux-amd64.tar.gz"
+    tarball.parent.mkdir()
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name in ("containerd", "containerd-shim-runc-v2", "ctr"):
+            tar.add(unpacked / "usr" / "bin" / name, arcname=f"bin/{name}")
+    shutil.rmtree(unpacked)
+    entry = {
+        "path": str(tarball.relative_to(folder)),
+        "kind": "containerd",
+        "name": "containerd",
+        "version": version,
+        "sha256": hashlib.sha256(tarball.read_bytes()).hexdigest(),
+    }
+    (folder / "artifacts.json").write_text(json.dumps({"artifacts": [entry]}))
+    return folder
 
-    master-2 gets containerd 2.x from Debian sid (it installs on bookworm), so both config formats are loaded
-    by a real containerd. No kubeadm binary is available here, so master-1 and master-2 get a stand-in script
-    at kubeadm's path that answers `version -o short` and `config images list --kubernetes-version V` the way
-    kubeadm 1.36 does; the role must pin the pause image from that list.
+
+def test_runtime_config_follows_containerd_major_and_kubeadm(lab, first_run, tmp_path):
+    """The config table per containerd major, the upstream (offline) install, and the pause image kubeadm lists.
+
+    master-1 keeps bookworm's containerd 1.x package. master-2 loses it and gets containerd 2.x the way an
+    offline lab with `containerd_source: upstream` does: from an artifacts folder, unpacked to /usr/local with
+    kubelab's systemd unit. No containerd release can be downloaded here, so the folder's tarball is a stand-in
+    with the release's layout, made from Debian sid's containerd 2.x package (it runs on bookworm). No kubeadm
+    binary is available either, so both masters get a stand-in script at kubeadm's path that answers
+    `version -o short` and `config images list --kubernetes-version V` the way kubeadm 1.36 does; the role must
+    pin the pause image from that list.
     """
     nodes = ("master-1", "master-2")
-    deb = debian_deb("sid", "containerd", tmp_path)
-    lab.put("master-2", deb, "/root/containerd.deb")
-    sh(lab, "master-2", "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq /root/containerd.deb")
-    assert re.search(r" 2\.\d+\.\d+", sh(lab, "master-2", "containerd --version"))
+    folder = upstream_layout_folder(debian_deb("sid", "containerd", tmp_path), tmp_path / "artifacts")
+    host_vars = lab.inventory / "host_vars" / "master-2.yml"
+    host_vars.parent.mkdir(exist_ok=True)
+    version = json.loads((folder / "artifacts.json").read_text())["artifacts"][0]["version"]
+    upstream = {"kubelab_containerd_source": "upstream", "kubelab_containerd_version": version}
+    host_vars.write_text(json.dumps({**upstream, "kubelab_artifacts_dir": str(folder)}) + "\n")
+    sh(lab, "master-2", "DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq containerd && systemctl daemon-reload")
     pause = "registry.k8s.io/pause:3.10.2"
     images = ["registry.k8s.io/kube-apiserver:v1.36.4", pause, "registry.k8s.io/etcd:3.6.8-0"]
     stand_in = (
@@ -236,16 +269,23 @@ def test_runtime_config_follows_containerd_major_and_kubeadm(lab, first_run, tmp
         assert cri["sandbox_image"] == pause
         assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
 
-        # containerd 2.x: config version 3, the CRI plugin split into runtime and images.
+        # containerd 2.x from the folder: kubelab's unit runs /usr/local/bin/containerd, enabled.
+        unit = sh(lab, "master-2", "systemctl show -p FragmentPath -p ExecStart -p UnitFileState containerd")
+        assert "FragmentPath=/etc/systemd/system/containerd.service" in unit
+        assert "path=/usr/local/bin/containerd " in unit and "UnitFileState=enabled" in unit
+        assert re.search(r" 2\.\d+\.\d+", sh(lab, "master-2", "/usr/local/bin/containerd --version"))
+        # Its config: version 3, the CRI plugin split into runtime and images.
         assert "version = 3\n" in sh(lab, "master-2", "cat /etc/containerd/config.toml")
-        plugins = tomllib.loads(sh(lab, "master-2", "containerd config dump"))["plugins"]
+        plugins = tomllib.loads(sh(lab, "master-2", "/usr/local/bin/containerd config dump"))["plugins"]
         runtime = plugins["io.containerd.cri.v1.runtime"]
         assert runtime["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
         assert runtime["restrict_oom_score_adj"] is True
         assert plugins["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == pause
+        assert sh(lab, "master-2", "ctr version | grep -c Version").strip() == "2"
 
         recap, _ = run_phases(lab, "--limit", ",".join(nodes), playbooks=("runtime.yml",))
         assert {node: recap[node]["changed"] for node in nodes} == dict.fromkeys(nodes, 0)
     finally:
+        host_vars.unlink()
         for node in nodes:
             lab.ssh(node, "rm -f /usr/bin/kubeadm")
