@@ -18,8 +18,18 @@ COMMANDS: dict[str, list[str]] = {
     "kubelab --help": [sys.executable, "-m", "provisioner.cli", "--help"],
     "kubelab plan": [sys.executable, "-m", "provisioner.cli", "plan"],
     "kubelab plan (7 masters + 10 workers)": [
-        sys.executable, "-m", "provisioner.cli", "plan", "--masters", "7", "--workers", "10",
-        "--master-memory", "1700", "--worker-memory", "1024",
+        sys.executable,
+        "-m",
+        "provisioner.cli",
+        "plan",
+        "--masters",
+        "7",
+        "--workers",
+        "10",
+        "--master-memory",
+        "1700",
+        "--worker-memory",
+        "1024",
     ],
 }
 
