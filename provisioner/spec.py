@@ -66,6 +66,7 @@ OPTIONS: tuple[Option, ...] = (
         ("auto", "haproxy", "kube-vip", "none"),
     ),
     Option("lb_nodes", int, 2, "dedicated haproxy+keepalived nodes (1 or 2) when lb is haproxy", metavar="N"),
+    Option("vrrp_unicast", bool, False, "keepalived talks to its peer by unicast (networks that drop multicast)"),
     Option("cni", str, "calico", "pod network", versions.CNIS),
     Option(
         "kubernetes_version",
@@ -179,6 +180,7 @@ class LabSpec:
     workers: int = 1
     lb: str = "auto"
     lb_nodes: int = 2
+    vrrp_unicast: bool = False
     cni: str = "calico"
     kubernetes_version: str = versions.DEFAULT_KUBERNETES
     allow_unsupported_version: bool = False
