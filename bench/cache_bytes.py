@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,18 +37,6 @@ from provisioner.providers import local_network  # noqa: E402
 BIN = Path(sys.executable).parent
 LABS = (("it-cache-b1", "10.77.144.0/24"), ("it-cache-b2", "10.77.145.0/24"))
 PACKAGES = "curl containerd haproxy keepalived"
-
-
-def free_port() -> int:
-    """A port apt-cacher-ng can bind (it takes ports up to 32767 only)."""
-    for port in range(31520, 31620):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit("no free port in 31520-31619")
 
 
 def run(argv: list[str], env: dict[str, str], timeout: float = 600) -> str:
@@ -154,7 +141,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=None, help="cache port (default: a free one from 31520)")
     parser.add_argument("--until", metavar="PHASE", help="run the lab phases up to PHASE instead of apt-get install")
     args = parser.parse_args()
-    args.port = args.port or free_port()
+    args.port = args.port or cache.free_port(31520)
     with tempfile.TemporaryDirectory(prefix="kubelab-bench-cache-") as tmp:
         home = Path(tmp)
         env = {**os.environ, "KUBELAB_HOME": str(home)}

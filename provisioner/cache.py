@@ -164,6 +164,20 @@ def start(port: int = DEFAULT_PORT, cache: CacheDir | None = None, offline: bool
     )
 
 
+def free_port(first: int, count: int = 100) -> int:
+    """The first port in first..first+count-1 that nothing listens on and apt-cacher-ng can bind."""
+    import socket
+
+    for port in range(first, min(first + count, MAX_PORT + 1)):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise CacheError(f"no free port in {first}-{first + count - 1}: stop what listens there or pick another range")
+
+
 def _answers(port: int) -> bool:
     import socket
 

@@ -7,18 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The phases of `kubelab up`, in order (see provisioner/phases.py); checks name the phase they need.
-PHASES: tuple[str, ...] = (
-    "nodes",
-    "prepare",
-    "runtime",
-    "packages",
-    "loadbalancer",
-    "control-plane",
-    "workers",
-    "cni",
-    "verify",
-)
+from provisioner.phases import PHASE_NAMES
+
+PHASES: tuple[str, ...] = PHASE_NAMES  # checks name the phase they need
 GROUPS: tuple[str, ...] = ("lb", "masters", "workers")
 
 

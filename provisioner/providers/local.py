@@ -19,7 +19,7 @@ from provisioner.lab import LabDir
 from provisioner.plan import Node, Plan
 from provisioner.providers import local_host, local_image, local_network, local_node, local_remnants
 from provisioner.providers.base import Connection, NodeStatus, Progress, Provider, ProviderError
-from provisioner.providers.local_state import LocalState, lab_lock
+from provisioner.providers.local_state import LocalState, file_lock
 
 BOOT_TIMEOUT = 180.0  # seconds for every node to reach `running`, all booting at once on a small host
 HALT_TIMEOUT = 30.0
@@ -81,7 +81,7 @@ class LocalProvider(Provider):
     def _lock(self) -> Iterator[None]:
         """This lab folder's lock, then the host-wide lock of the lab's name (its bridge, netns and cgroups are
         named after it, so two KUBELAB_HOMEs must not create or remove a lab of the same name at once)."""
-        with lab_lock(self.lab.root / ".local.lock"), lab_lock(NAME_LOCKS / f"{self.lab_name}.lock"):
+        with file_lock(self.lab.root / ".local.lock"), file_lock(NAME_LOCKS / f"{self.lab_name}.lock"):
             yield
 
     # --- Provider interface ------------------------------------------------------------------------------

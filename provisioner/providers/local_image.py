@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from provisioner.providers.base import ProviderError
+from provisioner.providers.local_state import file_lock
 
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = (
@@ -90,23 +89,12 @@ def image_path(suite: str) -> Path:
     return cache_root() / f"{suite}-{recipe_hash(suite)}"
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_image(suite: str, log: Callable[[str], None] = lambda _msg: None) -> Path:
     """The cached root fs for `suite`, built first if missing (one builder at a time, others wait)."""
     target = image_path(suite)
     if target.is_dir():
         return target
-    with _locked(target.with_name(target.name + ".lock")):
+    with file_lock(target.with_name(target.name + ".lock")):
         if target.is_dir():  # another process built it while we waited
             return target
         for stale in target.parent.glob(f".tmp-{target.name}-*"):

@@ -58,8 +58,8 @@ class LocalState:
 
 
 @contextmanager
-def lab_lock(path: Path) -> Iterator[None]:
-    """One kubelab process at a time changes a lab (released when the process dies, even by SIGKILL)."""
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path`: one kubelab process at a time (released when it dies, even by SIGKILL)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

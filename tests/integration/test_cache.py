@@ -3,7 +3,6 @@ and in offline mode a lab with its egress dropped still installs them."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,18 +15,6 @@ from provisioner.lab import REPO_ROOT
 pytestmark = pytest.mark.integration
 
 PACKAGE = "hello"  # small and not in the base root fs
-
-
-def free_port() -> int:
-    """A free port apt-cacher-ng can bind (it takes ports up to 32767 only)."""
-    for port in range(31420, 31520):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port in 31420-31519")
 
 
 def kubelab(lab, *args: str) -> subprocess.CompletedProcess[str]:
@@ -91,7 +78,7 @@ def test_second_lab_is_served_from_the_cache(local_lab, tmp_path):
     first = local_lab(name="it-cache1", node_subnet="10.77.142.0/24", masters=1, workers=0)
     second = local_lab(name="it-cache2", node_subnet="10.77.143.0/24", masters=1, workers=0)
     home = cache.CacheDir(first.home / "cache" / "apt")  # the labs share one KUBELAB_HOME, as on a real host
-    port = free_port()
+    port = cache.free_port(31420)
     started = kubelab(first, "cache", "start", "--port", str(port))
     try:
         assert started.returncode == 0 and "apt cache: running" in started.stdout, started.stderr

@@ -71,3 +71,13 @@ def test_offline_mode_is_in_the_config_and_the_status(home):
     assert cache.describe(state, home).splitlines()[0] == (
         "apt cache: running (pid 42, port 3142, offline: serves only what it has cached)"
     )
+
+
+def test_free_port_skips_a_port_in_use_and_says_when_none_is_left() -> None:
+    port = cache.free_port(30500, 200)
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", port))
+        taken.listen()
+        with pytest.raises(CacheError, match=f"no free port in {port}-{port}"):
+            cache.free_port(port, 1)
+        assert cache.free_port(port, 200) > port
