@@ -374,7 +374,12 @@ def resume(lab: LabDir, out: TextIO | None = None) -> int:
         print("the lab is running but not healthy:", file=out)
         print("\n".join(f"  {problem}" for problem in problems), file=out)
         return 1
-    print(f"lab '{plan.spec.name}' is running: swap off, kubelet active, nodes Ready", file=out)
+    checked = [
+        text
+        for phase, text in (("prepare", "swap off"), ("control-plane", "kubelet active, nodes Ready"))
+        if state.is_done(phase)
+    ]
+    print(f"lab '{plan.spec.name}' is running" + (f": {', '.join(checked)}" if checked else ""), file=out)
     return 0
 
 
