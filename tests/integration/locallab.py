@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 from provisioner import plan as plan_mod
 from provisioner import render, spec
-from provisioner.lab import LabDir
+from provisioner.lab import REPO_ROOT, LabDir
 from provisioner.plan import Plan
 from provisioner.providers import local_host, local_network, local_remnants
 from provisioner.providers.base import Connection
@@ -58,6 +59,20 @@ class LocalLab:
             argv = self.connection(node).ssh_argv([f"cat > {shlex.quote(destination)}"])
             argv[1:1] = ["-o", "BatchMode=yes"]
             subprocess.run(argv, stdin=data, capture_output=True, timeout=300, check=True)
+
+    def playbook(self, *playbooks: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+        """Run phase playbooks (e.g. "prepare.yml") against this lab the way `kubelab up` runs them."""
+        argv = [
+            str(Path(sys.executable).with_name("ansible-playbook")),
+            "-i",
+            str(self.inventory),
+            "-e",
+            f"kubelab_lab_dir={self.lab.root}",
+            *extra,
+            *(str(REPO_ROOT / "playbooks" / name) for name in playbooks),
+        ]
+        env = {**self.env, "ANSIBLE_CONFIG": str(REPO_ROOT / "playbooks" / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, cwd=self.lab.root)
 
 
 def _progress(node: str, message: str) -> None:

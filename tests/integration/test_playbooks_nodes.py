@@ -22,8 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.lab import REPO_ROOT
-
 pytestmark = pytest.mark.integration
 
 NAME, SUBNET = "it-pb-nodes", "10.77.111.0/24"
@@ -38,18 +36,8 @@ VIP_MOVE_WAIT = 20.0  # seconds to wait for keepalived to move the VIP before th
 
 def run_phases(lab, *extra: str, playbooks: tuple[str, ...] = PLAYBOOKS) -> tuple[dict[str, dict[str, int]], str]:
     """Run the phase playbooks against the lab; returns the recap per host and the whole output."""
-    argv = [
-        str(REPO_ROOT / ".venv" / "bin" / "ansible-playbook"),
-        "-i",
-        str(lab.inventory),
-        "-e",
-        f"kubelab_lab_dir={lab.lab.root}",
-        *extra,
-        *(str(REPO_ROOT / "playbooks" / name) for name in playbooks),
-    ]
-    env = {**lab.env, "ANSIBLE_CONFIG": str(REPO_ROOT / "playbooks" / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     started = time.monotonic()
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, cwd=lab.lab.root)
+    done = lab.playbook(*playbooks, extra=extra)
     print(f"{' '.join(playbooks)} {' '.join(extra)}: {time.monotonic() - started:.0f} s")
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-5000:]

@@ -1,12 +1,9 @@
 """`kubelab verify` node and load-balancer checks on real `local` nodes, then broken one thing at a time.
 
-One lab (2 LBs + 1 master) is set up directly over SSH the way the prepare, runtime and loadbalancer phases
-leave nodes (Debian's containerd with SystemdCgroup = true, the bridge sysctls, haproxy on the VIP with the
-master as backend, keepalived holding the VIP on lb-1): a fraction of the phases' run time, and independent of
-changes to the roles, whose own test runs the phases for real. The checks must pass on it (kubelet and package
-checks report "not applicable" before their phases); then one thing at a time is broken on a node, the matching
-check must fail with a message naming what is wrong while every other check still passes, and the node is
-repaired again.
+One lab (2 LBs + 1 master, Debian's containerd) is provisioned by the real prepare, runtime and loadbalancer
+playbooks, as `kubelab up --until loadbalancer` does. The checks must pass on it (kubelet and package checks
+report "not applicable" before their phases); then one thing at a time is broken on a node, the matching check
+must fail with a message naming what is wrong while every other check still passes, and the node is repaired.
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,63 +30,6 @@ NAME, SUBNET = "it-verify", "10.77.131.0/24"
 DONE = {"nodes", "prepare", "runtime", "loadbalancer"}
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
 VIP_WAIT = 30.0  # seconds for keepalived to put the VIP on lb-1 before the fixture gives up
-APT = "apt-get -o DPkg::Lock::Timeout=120 -qq"
-
-PREPARE_MASTER = f"""set -e
-export DEBIAN_FRONTEND=noninteractive
-{APT} update && {APT} install --no-install-recommends containerd >/dev/null
-mkdir -p /etc/containerd
-containerd config default | sed 's/SystemdCgroup = false/SystemdCgroup = true/' > {CONTAINERD_CONFIG}
-grep -q 'SystemdCgroup = true' {CONTAINERD_CONFIG}
-systemctl restart containerd
-printf 'runtime-endpoint: unix:///run/containerd/containerd.sock\n' > /etc/crictl.yaml
-sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
-"""
-
-HAPROXY_CFG = """global
-    log /dev/log local0
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 1h
-    timeout server 1h
-frontend kube-apiserver
-    bind {vip}:{port}
-    default_backend kube-apiserver
-backend kube-apiserver
-    server master-1 {master}:6443 check
-"""
-
-KEEPALIVED_CONF = """vrrp_instance kubelab_api {{
-    state {state}
-    interface eth0
-    virtual_router_id 51
-    priority {priority}
-    advert_int 1
-    virtual_ipaddress {{
-        {vip}/32 dev eth0
-    }}
-}}
-"""
-
-
-def prepare_lb(lab, state: str, priority: int) -> str:
-    spec = lab.plan.spec
-    haproxy = HAPROXY_CFG.format(vip=spec.vip, port=spec.api_port, master=lab.plan.init_master.ip)
-    keepalived = KEEPALIVED_CONF.format(state=state, priority=priority, vip=spec.vip)
-    return f"""set -e
-export DEBIAN_FRONTEND=noninteractive
-{APT} update && {APT} install --no-install-recommends haproxy keepalived >/dev/null
-sysctl -qw net.ipv4.ip_nonlocal_bind=1
-cat > /etc/haproxy/haproxy.cfg <<'EOF'
-{haproxy}EOF
-haproxy -c -f /etc/haproxy/haproxy.cfg >/dev/null
-systemctl restart haproxy
-mkdir -p /etc/keepalived
-cat > /etc/keepalived/keepalived.conf <<'EOF'
-{keepalived}EOF
-systemctl restart keepalived
-"""
 
 
 def vip_nodes(lab) -> list[str]:
@@ -100,18 +39,12 @@ def vip_nodes(lab) -> list[str]:
 
 @pytest.fixture(scope="module")
 def lab(local_lab_module):
-    lab = local_lab_module(name=NAME, node_subnet=SUBNET, masters=1, workers=0, lb="haproxy", lb_nodes=2)
+    lab = local_lab_module(
+        name=NAME, node_subnet=SUBNET, masters=1, workers=0, lb="haproxy", lb_nodes=2, containerd_source="distro"
+    )
     started = time.monotonic()
-    scripts = {
-        "master-1": PREPARE_MASTER,
-        "lb-1": prepare_lb(lab, "MASTER", 150),
-        "lb-2": prepare_lb(lab, "BACKUP", 100),
-    }
-    with ThreadPoolExecutor(len(scripts)) as pool:
-        futures = {node: pool.submit(lab.ssh, node, script, timeout=600) for node, script in scripts.items()}
-        done = {node: future.result() for node, future in futures.items()}
-    for node, result in done.items():
-        assert result.returncode == 0, f"preparing {node} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+    done = lab.playbook("prepare.yml", "runtime.yml", "loadbalancer.yml")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     deadline = time.monotonic() + VIP_WAIT
     while vip_nodes(lab) != ["lb-1"] and time.monotonic() < deadline:
         time.sleep(0.5)
