@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from provisioner.children import die_with_parent
 from provisioner.lab import REPO_ROOT, LabDir
 from provisioner.progress import PhaseProgress
 from provisioner.state import logs_dir
@@ -141,6 +142,7 @@ def run_playbook(
             stdin=subprocess.DEVNULL,
             env=environment(events_file),
             cwd=lab.root,
+            preexec_fn=die_with_parent,
         )
         pending = ""
         try:

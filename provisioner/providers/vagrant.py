@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from provisioner.children import die_with_parent
 from provisioner.providers.base import Connection, NodeStatus, Progress, Provider, ProviderError
 from provisioner.state import logs_dir
 
@@ -168,6 +169,7 @@ class VagrantProvider(Provider):
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
+            preexec_fn=die_with_parent,
         ) as process:
             assert process.stdout is not None
             for line in process.stdout:
