@@ -26,11 +26,13 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from provisioner import cache
 
 BIN = Path(sys.executable).parent
 NAME = "it-bench"
@@ -56,18 +58,6 @@ VARIANTS: dict[str, dict[str, str]] = {
     },
 }
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-def free_port() -> int:
-    """A port apt-cacher-ng can bind (it takes ports up to 32767 only)."""
-    for port in range(31620, 31720):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit("no free port in 31620-31719")
 
 
 def kubelab(env: dict[str, str], *args: str, timeout: float = 3600) -> float:
@@ -141,7 +131,7 @@ def main() -> None:
         raise SystemExit(f"unknown sizes/variants: {unknown}")
     args.home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "KUBELAB_HOME": str(args.home.resolve())}
-    kubelab(env, "cache", "start", "--port", str(free_port()))
+    kubelab(env, "cache", "start", "--port", str(cache.free_port(31620)))
     results: dict[str, dict[int, dict[str, float]]] = {}
     try:
         if not args.no_warmup:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from provision_scale import BIN, PHASES, SHAPES, changed, free_port, kubelab, phase_seconds
+from provision_scale import BIN, PHASES, SHAPES, cache, changed, kubelab, phase_seconds
 
 SUBNET = "10.77.156.0/24"
 
@@ -50,7 +50,7 @@ def main() -> None:
     lab = home / "labs" / args.name
     flags = ["--name", args.name, "--provider", "local", "--node-subnet", SUBNET, "--containerd-source", "distro"]
     if not args.no_cache:
-        kubelab(env, "cache", "start", "--port", str(free_port()))
+        kubelab(env, "cache", "start", "--port", str(cache.free_port(31720)))
     try:
         kubelab(env, "up", *flags, *SHAPES[args.size], "--until", "nodes")
         first = one_run(env, args.name, lab, first=True)
