@@ -140,8 +140,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_ssh(args: argparse.Namespace) -> int:
     from provisioner import lifecycle
 
-    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    return lifecycle.ssh(_lab_dir(args), args.node, command)
+    return lifecycle.ssh(_lab_dir(args), args.node, args.cmd)
 
 
 def cmd_halt(args: argparse.Namespace) -> int:
@@ -302,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     ssh = sub.add_parser("ssh", help="a shell on a node, or run a command there: kubelab ssh NODE [-- CMD]")
     _lab_arguments(ssh)
     ssh.add_argument("node", metavar="NODE", help="node name, e.g. master-1")
-    ssh.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="command to run instead of a shell")
+    ssh.add_argument("cmd", nargs="*", metavar="-- CMD", help="command to run instead of a shell (after --)")
     ssh.set_defaults(func=cmd_ssh)
 
     halt = sub.add_parser("halt", help="stop the lab's machines, keeping their disks")
@@ -343,7 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    remote: list[str] | None = None
+    if argv[:1] == ["ssh"] and "--" in argv:  # `kubelab ssh NODE --name N -- CMD`: options may follow NODE
+        split = argv.index("--")
+        argv, remote = argv[:split], argv[split + 1 :]
     args = build_parser().parse_args(argv)
+    if remote is not None:
+        args.cmd = remote
     try:
         return args.func(args)
     except spec_mod.SpecError as exc:

@@ -149,8 +149,8 @@ def init_script(files: NodeFiles, base: Path, hostname: str) -> str:
         "mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts dev/pts",
         "mount --bind dev/pts/ptmx dev/ptmx",
         # The node's identity, written into its root on every boot.
-        f"cp {q(str(seed / 'hostname'))} etc/hostname",
-        f"cp {q(str(seed / 'hosts'))} etc/hosts",
+        f"install -m 0644 {q(str(seed / 'hostname'))} etc/hostname",
+        f"install -m 0644 {q(str(seed / 'hosts'))} etc/hosts",
         "rm -f etc/resolv.conf",
         f"cp {q(str(seed / 'resolv.conf'))} etc/resolv.conf",
         f"install -m 0444 {q(str(seed / 'machine-id'))} etc/machine-id",
