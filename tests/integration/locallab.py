@@ -134,9 +134,11 @@ def leftovers(lab_name: str, subnet: str) -> list[str]:
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+            zombie = "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
-        if f"/kubelab-{lab_name}-" in cgroups:
+        # A killed node process the host's init has not reaped yet holds nothing but its PID: not left by kubelab.
+        if f"/kubelab-{lab_name}-" in cgroups and not zombie:
             found.append(f"process {pid}")
     mounts = Path("/proc/self/mountinfo").read_text()
     found += [f"mount {line.split()[4]}" for line in mounts.splitlines() if f"kubelab-{lab_name}-" in line]

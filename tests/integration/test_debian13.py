@@ -12,7 +12,7 @@ import pytest
 from locallab import leftovers, sweep
 
 pytestmark = pytest.mark.integration
-NAME, SUBNET = "it-local-trixie", "10.77.108.0/24"
+NAME, SUBNET = "it-local-trixie", "10.77.110.0/24"
 
 
 def kubelab(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
