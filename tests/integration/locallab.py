@@ -60,8 +60,9 @@ class LocalLab:
             argv[1:1] = ["-o", "BatchMode=yes"]
             subprocess.run(argv, stdin=data, capture_output=True, timeout=300, check=True)
 
-    def playbook(self, *playbooks: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-        """Run phase playbooks (e.g. "prepare.yml") against this lab the way `kubelab up` runs them."""
+    def playbook(self, *playbooks: str | Path, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+        """Run playbooks against this lab the way `kubelab up` runs its phases: a name like "prepare.yml" is a
+        phase playbook; a path is any playbook using kubelab's roles."""
         argv = [
             str(Path(sys.executable).with_name("ansible-playbook")),
             "-i",
@@ -71,7 +72,12 @@ class LocalLab:
             *extra,
             *(str(REPO_ROOT / "playbooks" / name) for name in playbooks),
         ]
-        env = {**self.env, "ANSIBLE_CONFIG": str(REPO_ROOT / "playbooks" / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+        env = {
+            **self.env,
+            "ANSIBLE_CONFIG": str(REPO_ROOT / "playbooks" / "ansible.cfg"),
+            "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "playbooks" / "roles"),
+            "ANSIBLE_NOCOLOR": "1",
+        }
         return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, cwd=self.lab.root)
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from provisioner import cache
-from provisioner.lab import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +25,7 @@ def point_at_cache(lab, work: Path, home: cache.CacheDir) -> str | None:
     url = cache.write_lab_vars(lab.lab, "local", lab.plan.spec.node_subnet, home)
     playbook = work / f"{lab.plan.spec.name}.yml"
     playbook.write_text("- hosts: k8s_cluster\n  become: true\n  roles:\n    - role: apt_proxy\n")
-    env = {
-        **lab.env,
-        "ANSIBLE_CONFIG": str(REPO_ROOT / "playbooks" / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "playbooks" / "roles"),
-    }
-    ansible = str(Path(sys.executable).parent / "ansible-playbook")
-    argv = [ansible, "-i", str(lab.inventory), str(playbook)]
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    result = lab.playbook(playbook)
     assert result.returncode == 0, result.stdout[-3000:]
     return url
 

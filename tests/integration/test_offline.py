@@ -17,14 +17,12 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from provisioner import artifacts
-from provisioner.lab import REPO_ROOT
 from provisioner.versions import CNI_PLUGINS_VERSION as CNI_PLUGINS
 
 pytestmark = pytest.mark.integration
@@ -120,13 +118,7 @@ def build_folder(folder: Path, work: Path) -> dict[str, str]:
 def run_role(lab, playbook_dir: Path) -> subprocess.CompletedProcess[str]:
     playbook = playbook_dir / "artifacts.yml"
     playbook.write_text("- hosts: k8s_cluster\n  become: true\n  roles:\n    - role: artifacts\n")
-    env = {
-        **lab.env,
-        "ANSIBLE_CONFIG": str(REPO_ROOT / "playbooks" / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "playbooks" / "roles"),
-    }
-    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(lab.inventory), str(playbook)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    return lab.playbook(playbook)
 
 
 def changed_count(output: str) -> int:
