@@ -158,14 +158,11 @@ def box(libvirtd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bo
 
 
 def lab_file(path: Path, built: Box) -> Path:
-    """The lab: one master, no LB, libvirt options for QEMU without KVM (JSON is YAML)."""
+    """The lab file: name, box, size, subnets and the libvirt options for QEMU without KVM (JSON is YAML). The
+    topology comes from flags, as a user types it."""
     data = {
         "name": NAME,
-        "provider": "libvirt",
         "box": BOX,
-        "masters": 1,
-        "workers": 0,
-        "lb": "none",
         "master_cpus": 2,
         "master_memory": 1700,
         "node_subnet": SUBNET,
@@ -182,12 +179,14 @@ def lab_file(path: Path, built: Box) -> Path:
     return path
 
 
-def test_libvirt_vm_up_reached_by_ansible_then_destroyed(box: Box, tmp_path: Path) -> None:
+def test_libvirt_lab_up_to_runtime_then_destroyed(box: Box, tmp_path: Path) -> None:
     remove_lab_objects()  # a run killed earlier may have left the lab's objects
     home = tmp_path / "home"
     lab = home / "labs" / NAME
     try:
-        up = kubelab(home, "up", "-f", str(lab_file(tmp_path / "lab.yml", box)), "--until", "runtime")
+        lab_yml = str(lab_file(tmp_path / "lab.yml", box))
+        flags = ["--provider", "libvirt", "--masters", "1", "--workers", "0", "--lb", "none", "--until", "runtime"]
+        up = kubelab(home, "up", "-f", lab_yml, *flags)
         print(up.stdout, flush=True)  # the phase lines carry the boot and phase times
         assert up.returncode == 0, up.stdout + up.stderr + _log_tail(lab)
         assert f"lab '{NAME}' (libvirt): nodes, prepare, runtime\n" in up.stdout
