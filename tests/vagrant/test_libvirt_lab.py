@@ -1,7 +1,7 @@
 """Real Vagrant: `kubelab up --provider libvirt --until runtime` boots a VM on QEMU without KVM, Ansible
 reaches it through Vagrant's SSH config and runs the prepare and runtime phases in it (containerd from
-Debian: GitHub release downloads are unreachable here), `kubelab verify --only nodes` checks the VM, and
-`kubelab destroy` leaves no domain, volume or network behind.
+Debian: GitHub release downloads are unreachable here), `kubelab verify --only nodes` checks the VM, the VM
+survives `kubelab halt` and `kubelab resume`, and `kubelab destroy` leaves no domain, volume or network behind.
 
 The box is built locally (boxbuilder.py, cached) and booted with direct kernel boot; see shared/TESTBED.md.
 Every Ansible task costs a few seconds in a TCG guest: the test takes about 6 minutes on an idle 2-core host.
@@ -179,7 +179,7 @@ def lab_file(path: Path, built: Box) -> Path:
     return path
 
 
-def test_libvirt_lab_up_to_runtime_then_destroyed(box: Box, tmp_path: Path) -> None:
+def test_libvirt_lab_up_to_runtime_halt_resume_destroy(box: Box, tmp_path: Path) -> None:
     remove_lab_objects()  # a run killed earlier may have left the lab's objects
     home = tmp_path / "home"
     lab = home / "labs" / NAME
@@ -230,6 +230,17 @@ def test_libvirt_lab_up_to_runtime_then_destroyed(box: Box, tmp_path: Path) -> N
         assert verify.returncode == (1 if failed else 0)
         for check in ("swap_off", "sysctl[net.ipv4.ip_forward]", "containerd_active", "containerd_systemd_cgroup"):
             assert outcomes[check] == "passed", verify.stdout
+
+        # Halt shuts the domain down and keeps its disk; resume boots it again, new SSH config and all, and checks
+        # that swap stayed off; containerd comes back by itself.
+        halt = kubelab(home, "halt", "--name", NAME)
+        assert halt.returncode == 0, halt.stdout + halt.stderr
+        assert virsh("domstate", f"{NAME}-master-1").stdout.strip() == "shut off"
+        resume = kubelab(home, "resume", "--name", NAME)
+        assert resume.returncode == 0, resume.stdout + resume.stderr
+        assert f"lab '{NAME}' is running: swap off" in resume.stdout
+        ssh = kubelab(home, "ssh", "--name", NAME, "master-1", "--", "systemctl is-active containerd")
+        assert ssh.stdout == "active\n", ssh.stdout + ssh.stderr
 
         destroy = kubelab(home, "destroy", "--name", NAME, "--yes")
         assert destroy.returncode == 0, destroy.stdout + destroy.stderr
