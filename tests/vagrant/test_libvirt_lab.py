@@ -4,7 +4,7 @@ Debian: GitHub release downloads are unreachable here), `kubelab verify --only n
 survives `kubelab halt` and `kubelab resume`, and `kubelab destroy` leaves no domain, volume or network behind.
 
 The box is built locally (boxbuilder.py, cached) and booted with direct kernel boot; see shared/TESTBED.md.
-Every Ansible task costs a few seconds in a TCG guest: the test takes about 6 minutes on an idle 2-core host.
+Every Ansible task costs a few seconds in a TCG guest: the test takes about 7 minutes on an idle 2-core host.
 """
 
 from __future__ import annotations
