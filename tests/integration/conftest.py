@@ -6,8 +6,9 @@ returns a `locallab.LocalLab`; every lab made through the fixture is destroyed a
 fails. `local_lab` is function-scoped, `local_lab_module` is the same factory with module scope (one lab shared
 by the tests of a module). `locallab.running_local_lab(home, name, node_subnet, ...)` is the context manager
 underneath, `locallab.leftovers(name, subnet)` lists what a lab left on the host, `locallab.crash(name)` kills a
-lab's processes like an ended host session (its netns, links, rules and cgroups stay) and `locallab.sweep(name)`
-removes everything of a test lab, alive or not (teardown of last resort).
+lab's processes like an ended host session (its netns, links, rules and cgroups stay), `locallab.sweep(name)`
+removes everything of a test lab, alive or not (teardown of last resort), `locallab.fail_if_left(name, subnet)`
+sweeps and fails after a destroy that left anything, and `locallab.kubelab_cli(home, *args)` runs the CLI.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Real `local` labs for integration tests: `running_local_lab` (context manager), `LocalLab`, `leftovers`,
-`crash` (kill a lab's processes the way an ended host session does) and `sweep` (teardown of last resort)."""
+"""Real `local` labs for integration tests: `running_local_lab` (context manager), `LocalLab`, `kubelab_cli`,
+`leftovers`, `crash` (kill a lab's processes the way an ended host session does), `sweep` (teardown of last
+resort) and `fail_if_left` (after a teardown)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from provisioner import plan as plan_mod
 from provisioner import render, spec
@@ -79,6 +82,18 @@ class LocalLab:
             "ANSIBLE_NOCOLOR": "1",
         }
         return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, cwd=self.lab.root)
+
+
+def kubelab_cli(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """`kubelab ARGS` in a subprocess with KUBELAB_HOME=home; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "provisioner.cli", *args],
+        env={**os.environ, "KUBELAB_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _progress(node: str, message: str) -> None:
@@ -164,3 +179,11 @@ def sweep(lab_name: str) -> None:
     """Remove whatever a test lab left on the host, alive or not (only for the tests' own lab names)."""
     crash(lab_name)
     local_remnants.remove(local_remnants.find(lab_name))
+
+
+def fail_if_left(lab_name: str, subnet: str) -> None:
+    """After a lab's `kubelab destroy`: when it left anything on the host, sweep that and fail naming it."""
+    left = leftovers(lab_name, subnet)
+    if left:
+        sweep(lab_name)
+        pytest.fail(f"`kubelab destroy` left these behind: {left}")

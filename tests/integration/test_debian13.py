@@ -4,26 +4,14 @@ and runtime phases leave them passing `kubelab verify --only nodes` (trixie's co
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from locallab import leftovers, sweep
+from locallab import fail_if_left
+from locallab import kubelab_cli as kubelab
 
 pytestmark = pytest.mark.integration
 NAME, SUBNET = "it-local-trixie", "10.77.110.0/24"
-
-
-def kubelab(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "provisioner.cli", *args],
-        env={**os.environ, "KUBELAB_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_trixie_node_up_to_runtime_passes_the_node_checks(tmp_path: Path) -> None:
@@ -42,7 +30,4 @@ def test_trixie_node_up_to_runtime_passes_the_node_checks(tmp_path: Path) -> Non
         assert {"swap_off", "containerd_active", "containerd_systemd_cgroup", "sysctl[net.ipv4.ip_forward]"} <= passed
     finally:
         kubelab(tmp_path, "destroy", "--name", NAME, "--yes")
-        remaining = leftovers(NAME, SUBNET)
-        if remaining:
-            sweep(NAME)
-            pytest.fail(f"`kubelab destroy` left {remaining}")
+        fail_if_left(NAME, SUBNET)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from locallab import leftovers, sweep
+from locallab import fail_if_left, leftovers
+from locallab import kubelab_cli as kubelab
 
 pytestmark = pytest.mark.integration
 NAME, SUBNET = "it-life", "10.77.122.0/24"
@@ -23,18 +22,6 @@ HOSTS_LAB = "it-life-h"
 UNUSED_IP = "10.77.122.99"  # on the lab's bridge, but nobody has it
 # The phases this machine can run without Kubernetes binaries: the ones before `packages`.
 UNTIL = "runtime"
-
-
-def kubelab(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """`kubelab ARGS` in a subprocess with KUBELAB_HOME=home; output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "provisioner.cli", *args],
-        env={**os.environ, "KUBELAB_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +34,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield path
     finally:
         kubelab(path, "destroy", "--name", NAME, "--yes")
-        remaining = leftovers(NAME, SUBNET)
-        if remaining:
-            sweep(NAME)
-            pytest.fail(f"`kubelab destroy` left {remaining}")
+        fail_if_left(NAME, SUBNET)
 
 
 def test_up_until_status_resume_from_halt_destroy(home: Path) -> None:

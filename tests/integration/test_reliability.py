@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import secretscan
-from locallab import leftovers, sweep
+from locallab import fail_if_left
 
 from provisioner.providers import local_host, local_node
 
@@ -106,10 +106,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield lab
     finally:
         lab.kubelab("destroy", "--name", NAME, "--yes", timeout=300)
-        left = leftovers(NAME, SUBNET)
-        if left:
-            sweep(NAME)
-        assert not left, f"`kubelab destroy` left these behind: {left}"
+        fail_if_left(NAME, SUBNET)
         assert not lab.root.exists(), f"{lab.root} is still there after destroy"
 
 
