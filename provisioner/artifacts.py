@@ -47,11 +47,17 @@ CNI_MANIFESTS: dict[str, tuple[str, str]] = {
     "calico": ("calico.yaml", "https://raw.githubusercontent.com/projectcalico/calico/{v}/manifests/calico.yaml"),
     "flannel": ("kube-flannel.yml", GITHUB + "/flannel-io/flannel/releases/download/{v}/kube-flannel.yml"),
     "cilium": ("cilium-{n}.tgz", "https://helm.cilium.io/cilium-{n}.tgz"),
+    # The community fork's release (Weaveworks' repository is archived; README "Pod networks").
+    "weave": (
+        "weave-daemonset-k8s-1.11.yaml",
+        GITHUB + "/rajch/weave/releases/download/{v}/weave-daemonset-k8s-1.11.yaml",
+    ),
 }
 CNI_EXPECTED_IMAGES: dict[str, tuple[str, ...]] = {
     "calico": ("quay.io/calico/cni:{v}", "quay.io/calico/node:{v}", "quay.io/calico/kube-controllers:{v}"),
     "flannel": ("ghcr.io/flannel-io/flannel:{v}", "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3"),
     "cilium": ("quay.io/cilium/cilium:v{n}", "quay.io/cilium/operator-generic:v{n}"),
+    "weave": ("docker.io/rajchaudhuri/weave-kube:{n}", "docker.io/rajchaudhuri/weave-npc:{n}"),
 }
 
 
@@ -263,6 +269,30 @@ def archive_references(path: Path) -> list[str]:
     return list(dict.fromkeys(refs))
 
 
+def agnhost_image(folder: Path | str | None) -> str | None:
+    """The e2e test image (agnhost) the folder's manifest lists, if any: verify's checks run it."""
+    if not folder:
+        return None
+    try:
+        entries = load_manifest(Path(folder).expanduser())["artifacts"]
+    except ArtifactsError:
+        return None
+    names = [str(e.get("name")) for e in entries if isinstance(e, dict) and e.get("kind") == "image"]
+    return next((name for name in names if "/e2e-test-images/agnhost:" in name), None)
+
+
+def archive_digest(path: Path) -> str | None:
+    """The manifest digest an OCI archive's index names for its image (what `ctr images list` shows as DIGEST);
+    None for a docker-archive."""
+    with tarfile.open(path) as tar:
+        try:
+            member = tar.extractfile("index.json")
+        except KeyError:
+            return None
+        manifests = json.load(member).get("manifests", []) if member else []  # type: ignore[arg-type]
+    return str(manifests[0]["digest"]) if len(manifests) == 1 else None
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -416,18 +446,23 @@ def write_manifest(folder: Path, needs: Needs, sources: dict[str, str] | None = 
             if sources and relative in sources:
                 entry["source"] = sources[relative]
             entries.append(entry)
-    data = {
-        "format": MANIFEST_FORMAT,
-        "kubernetes_version": needs.kubernetes_version,
-        "arch": needs.arch,
-        "form": needs.form,
-        "cni": needs.cni,
-        "cni_version": versions.CNI_VERSIONS.get(needs.cni),
-        "artifacts": entries,
-    }
+    data = manifest_document(needs.kubernetes_version, needs.arch, needs.form, needs.cni, entries)
     path = folder / MANIFEST
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
+
+
+def manifest_document(kubernetes_version: str, arch: str, form: str, cni: str, entries: list[dict]) -> dict:
+    """The artifacts.json document for ``entries`` (each with path, kind, name, version and sha256)."""
+    return {
+        "format": MANIFEST_FORMAT,
+        "kubernetes_version": kubernetes_version,
+        "arch": arch,
+        "form": form,
+        "cni": cni,
+        "cni_version": versions.CNI_VERSIONS.get(cni),
+        "artifacts": entries,
+    }
 
 
 def parse_checksum(text: str, file_name: str) -> str:

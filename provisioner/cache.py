@@ -128,6 +128,12 @@ def is_offline(cache: CacheDir) -> bool:
         return False
 
 
+def serves_offline(cache: CacheDir | None = None) -> bool:
+    """Whether the cache runs in offline mode: a lab's apt downloads then never leave the host."""
+    cache = cache or CacheDir.default()
+    return _pid_alive(cache) is not None and is_offline(cache)
+
+
 def start(port: int = DEFAULT_PORT, cache: CacheDir | None = None, offline: bool = False) -> CacheStatus:
     """Start the cache and wait until it accepts requests.
 

@@ -6,6 +6,7 @@ Only the standard library is imported at start-up so `kubelab --help` and `kubel
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -201,6 +202,25 @@ def cmd_artifacts_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_artifacts_build(args: argparse.Namespace) -> int:
+    from provisioner import artifacts_build
+
+    spec = load_spec(args)
+    request = artifacts_build.BuildRequest(
+        kubernetes_version=spec.kubernetes_version,
+        cni=spec.cni,
+        out=args.out,
+        jobs=args.jobs,
+        arch=_arch(args),
+        containerd_version=spec.containerd_version,
+    )
+    result = artifacts_build.build(request)
+    print(artifacts_build.describe_sizes(result.folder))
+    flags = f"--artifacts {result.folder} --k8s-version {result.kubernetes_version} --cni {spec.cni}"
+    print(f"use it with: kubelab up {flags}")
+    return 0
+
+
 def cmd_artifacts_check(args: argparse.Namespace) -> int:
     from provisioner import artifacts
 
@@ -238,6 +258,11 @@ def _artifacts_parser(sub) -> None:  # sub: argparse subparsers
     actions = (
         ("list", "print the files and images a lab's artifacts folder must hold", cmd_artifacts_list),
         ("fetch", "fill a folder from the official download URLs (needs internet)", cmd_artifacts_fetch),
+        (
+            "build",
+            "build a folder from upstream Go modules (needs only go, gcc and the Go module proxy)",
+            cmd_artifacts_build,
+        ),
         ("check", "check a folder against a lab: every file present and its sha256 right", cmd_artifacts_check),
         ("index", "write artifacts.json for files you put into a folder yourself", cmd_artifacts_index),
     )
@@ -249,8 +274,12 @@ def _artifacts_parser(sub) -> None:  # sub: argparse subparsers
         action.add_argument("--arch", choices=("amd64", "arm64"), help="node architecture (default: this host's)")
         if name == "list":
             action.add_argument("--form", choices=("bin", "debs"), default="bin", help="plain binaries or .debs")
-        if name == "fetch":
+        if name in ("fetch", "build"):
             action.add_argument("--out", type=Path, metavar="DIR", required=True, help="the folder to fill")
+        if name == "build":
+            jobs = os.cpu_count() or 2
+            action.add_argument("--jobs", type=int, default=jobs, help=f"builds at once (default: {jobs}, the CPUs)")
+        if name == "fetch":
             action.add_argument("--image-tool", choices=("skopeo", "ctr"), help="default: skopeo, else ctr")
         action.set_defaults(func=func)
 

@@ -25,7 +25,14 @@ MIN_MASTERS = 3
 POLL_SECONDS = 0.5
 MOVE_TIMEOUT = 60
 RECOVER_TIMEOUT = 240
+ETCD_ANSWER_TIMEOUT = 30.0  # seconds to get an answer from etcd on the surviving master
 STOP_MASTER = "systemctl stop kubelet; crictl stopp $(crictl pods -q) >/dev/null"
+# A master that goes down takes its addresses with it; a stopped kube-vip pod leaves the VIP on the interface
+# (seen with kube-vip v1.0.0), so the holder's copy is removed as a power-off would remove it.
+DROP_ADDRESS = (
+    "ip -o -4 addr show | awk '$4 ~ \"^{ip}/\" {{print $2, $4}}' "
+    "| while read dev cidr; do ip addr del $cidr dev $dev; done"
+)
 
 
 class FailoverError(Exception):
@@ -142,6 +149,8 @@ class Failover:
                 if stopped_lb:
                     self.hosts[stopped_lb].run("systemctl stop keepalived")
                 self.hosts[victim].run(STOP_MASTER)
+                if lab.lb_kind == "kube-vip":
+                    self.hosts[victim].run(DROP_ADDRESS.format(ip=lab.vip))
                 moved = _wait(lambda: len(h := self.holders()) == 1 and h[0] != holder, MOVE_TIMEOUT)
                 now = self.holders()
                 self.record("VIP moved", moved, f"{holder} -> {', '.join(now) or 'nobody'}")
@@ -157,11 +166,19 @@ class Failover:
         return all(ok for _, ok, _ in self.results)
 
     def check_etcd(self, kubectl: kube.Kubectl, survivor: str, victim: str) -> None:
-        health = kube.etcdctl(kubectl, survivor, "endpoint", "health", "--cluster", "-w", "json")
-        try:
-            entries = json.loads(health.stdout)
-        except ValueError:
-            self.record("etcd keeps quorum", False, f"no answer from etcd: {health.stderr.strip()[:200]}")
+        # Right after a master went down, a stream through the VIP can still reach it until haproxy marks it
+        # down (`kubectl exec` then ends with EOF): ask again for a while before calling etcd silent.
+        entries, error = None, ""
+        deadline = time.monotonic() + ETCD_ANSWER_TIMEOUT
+        while entries is None and time.monotonic() < deadline:
+            health = kube.etcdctl(kubectl, survivor, "endpoint", "health", "--cluster", "-w", "json")
+            try:
+                entries = json.loads(health.stdout)
+            except ValueError:
+                error = health.stderr.strip()[:200]
+                time.sleep(2)
+        if entries is None:
+            self.record("etcd keeps quorum", False, f"no answer from etcd: {error}")
             return
         healthy = sum(1 for e in entries if e.get("health"))
         need = quorum(len(self.lab.masters))
@@ -179,11 +196,18 @@ class Failover:
         self.say(f"restoring {', '.join(n for n in (stopped_lb, victim) if n)}")
         if stopped_lb:
             self.hosts[stopped_lb].run("systemctl start keepalived")
+        restarted = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.hosts[victim].run("systemctl start kubelet")
 
         def healthy() -> bool:
             nodes = kubectl.run("get", "nodes", "-o", "json", check=False)
             if nodes.rc != 0 or kubectl_json.node_problems(nodes.stdout, self.lab.k8s_nodes):
+                return False
+            pods = kubectl.run("get", "pods", "--all-namespaces", "-o", "json", check=False)
+            namespaces = ("kube-system", *kubectl_json.CNI_NAMESPACES.get(self.lab.cni, ()))
+            if pods.rc != 0 or kubectl_json.pod_problems(pods.stdout, namespaces):
+                return False
+            if kubectl_json.stale_pods(pods.stdout, victim, restarted, namespaces):
                 return False
             health = kube.etcdctl(kubectl, victim, "endpoint", "health", "--cluster", "-w", "json")
             return health.rc == 0

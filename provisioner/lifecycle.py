@@ -20,6 +20,9 @@ from provisioner.providers.base import Provider, ProviderError
 from provisioner.state import LabLock, LabLockedError, LabState, kubeconfig_file, load_state, save_state
 
 READY_TIMEOUT = 180  # seconds `resume` waits for nodes to report Ready
+KUBELET_TIMEOUT = 90  # seconds `resume` gives a starting kubelet to become active
+# Spec keys about one run of `up`, not the lab: changing them never counts as changing the lab.
+RUN_OPTIONS = frozenset({"skip_network_check"})
 
 
 class LabError(Exception):
@@ -75,7 +78,7 @@ def spec_for_up(file_values: dict[str, Any], flag_values: dict[str, Any]) -> tup
     name = flag_values.get("name") or file_values.get("name") or spec_mod.LabSpec.name
     lab = LabDir.for_name(name)
     stored = stored_spec(lab) or {}
-    base = {key: value for key, value in stored.items() if value not in (None, {})}
+    base = {key: value for key, value in stored.items() if value not in (None, {}) and key not in RUN_OPTIONS}
     file_layer = {**base, **file_values}
     for layer in (file_layer, flag_values):
         for key in ("inventory", "artifacts"):  # stored absolute: a resumed `up` may run from another folder
@@ -124,7 +127,7 @@ def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [
         f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key) and "auto" not in (old.get(key), new.get(key))
+        if old.get(key) != new.get(key) and "auto" not in (old.get(key), new.get(key)) and key not in RUN_OPTIONS
     ]
 
 
@@ -161,12 +164,24 @@ def up(
         check_artifacts(spec.artifacts, spec, arch=plan.arch)
     provider = provider or provider_for(plan, lab)
     provider.check()  # missing tools or unreachable hosts: said before the lab folder or any machine exists
+    if not spec.skip_network_check:
+        _check_downloads(lab, plan, start, until)
     with LabLock(lab, "up"):
         write_lab(plan, lab)
         from provisioner.cache import write_lab_vars
 
         write_lab_vars(lab, spec.provider, spec.node_subnet)
         return run_phases(lab, plan, provider, start=start, until=until, out=out)
+
+
+def _check_downloads(lab: LabDir, plan: Plan, start: str | None, until: str | None) -> None:
+    """Refuse, before anything is created, when a phase that will run downloads from a host this one cannot reach."""
+    from provisioner import reachability
+
+    selected = phases_mod.select(set(load_state(lab).phases), start, until)
+    problem = reachability.check(plan, [phase.name for phase in selected])
+    if problem:
+        raise LabError(problem)
 
 
 def run_phases(lab: LabDir, plan: Plan, provider: Provider, start: str | None, until: str | None, out: TextIO) -> int:
@@ -376,7 +391,7 @@ def resume(lab: LabDir, out: TextIO | None = None) -> int:
         return 1
     checked = [
         text
-        for phase, text in (("prepare", "swap off"), ("control-plane", "kubelet active, nodes Ready"))
+        for phase, text in (("prepare", "swap off"), ("control-plane", "kubelet active"), ("cni", "nodes Ready"))
         if state.is_done(phase)
     ]
     print(f"lab '{plan.spec.name}' is running" + (f": {', '.join(checked)}" if checked else ""), file=out)
@@ -407,12 +422,23 @@ def after_restart_problems(plan: Plan, state: LabState, connections: dict) -> li
             if swap:
                 problems.append(f"{node.name}: swap is on again ({swap.splitlines()[0]}); kubelet will not start")
         if node.name in joined:
-            active = _remote(connection, "systemctl is-active kubelet").stdout.strip()
+            active = _kubelet_state(connection)
             if active != "active":
                 problems.append(f"{node.name}: kubelet is {active or 'not running'} (`journalctl -u kubelet`)")
-    if joined and not problems:
+    if joined and not problems and state.is_done("cni"):  # without the pod network no node is Ready
         problems += _not_ready(plan, connections, joined)
     return problems
+
+
+def _kubelet_state(connection) -> str:
+    """The kubelet's unit state once it settles: right after boot it may be `activating` (starting, or waiting
+    to restart after a start that came before containerd was up) for up to KUBELET_TIMEOUT seconds."""
+    deadline = time.monotonic() + KUBELET_TIMEOUT
+    while True:
+        state = _remote(connection, "systemctl is-active kubelet").stdout.strip()
+        if state == "active" or state not in ("activating", "reloading") or time.monotonic() > deadline:
+            return state
+        time.sleep(2)
 
 
 def _not_ready(plan: Plan, connections: dict, expected: set[str]) -> list[str]:

@@ -1,7 +1,8 @@
 """The lab spec: defaults, lab file and flags merged into one validated ``LabSpec``.
 
-Every rule that can reject a lab lives here, each with a message that says what is wrong and how
-to fix it. Nothing in this module touches the host beyond reading facts (``HostInfo``).
+Every rule that can reject a lab lives here or, for the limits kubeadm, Kubernetes and the CNIs set, in
+``limits``; each has a message that says what is wrong and how to fix it. Nothing in this module touches
+the host beyond reading facts (``HostInfo``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("lb_nodes", int, 2, "dedicated haproxy+keepalived nodes (1 or 2) when lb is haproxy", metavar="N"),
     Option("vrrp_unicast", bool, False, "keepalived talks to its peer by unicast (networks that drop multicast)"),
+    Option(
+        "ntp_servers",
+        str,
+        None,
+        "time servers for the nodes, comma-separated (default: the OS's pool; set it when nodes cannot reach it)",
+        metavar="HOSTS",
+    ),
     Option("cni", str, "calico", "pod network", versions.CNIS),
     Option(
         "kubernetes_version",
@@ -107,16 +115,33 @@ OPTIONS: tuple[Option, ...] = (
     Option("artifacts", str, None, "artifacts folder for an offline lab", metavar="DIR"),
     Option("inventory", str, None, "Ansible inventory of existing machines (hosts provider)", metavar="FILE"),
     Option("strict", bool, False, "turn warnings (e.g. not enough host RAM) into errors"),
+    Option(
+        "skip_network_check",
+        bool,
+        False,
+        "skip the check, before `up` creates anything, that the host reaches every source the lab downloads from",
+    ),
     Option("libvirt", dict, None, "lab file only: libvirt provider options: " + ", ".join(LIBVIRT_KEYS)),
     Option("virtualbox", dict, None, "lab file only: VirtualBox provider options: " + ", ".join(VIRTUALBOX_KEYS)),
 )
 OPTIONS_BY_KEY: dict[str, Option] = {option.key: option for option in OPTIONS}
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+# A host name (letters, digits, dots, dashes) or an IPv4 address: what chrony and timesyncd take as a server.
+NTP_SERVER_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
 MASTER_COUNTS = (1, 3, 5, 7)
 VIRTUALBOX_RANGE = ipaddress.ip_network("192.168.56.0/21")
 MIN_MASTER_CPUS, MIN_MASTER_MEMORY = 2, 1700  # kubeadm preflight: NumCPU and Mem
 MIN_WORKER_MEMORY, MIN_LB_MEMORY = 1024, 256
+# CNIs that cannot run in the local provider's namespace nodes, which share one kernel (README "Pod networks").
+SHARED_KERNEL_REFUSED: dict[str, str] = {
+    "cilium": (
+        "--cni cilium cannot run on --provider local: its nodes are namespaces sharing the host's one kernel, and "
+        "each node's Cilium agent loads its eBPF programs and maps into that kernel, mounts bpffs and attaches "
+        "programs to the cgroup tree all nodes share, so no node has kernel state of its own; use --cni flannel or "
+        "--cni calico with --provider local, or a VM provider (libvirt, virtualbox) for Cilium"
+    ),
+}
 # Host numbers inside the node subnet (see plan.py): VIP, LBs, masters, workers.
 VIP_HOST, LB_FIRST_HOST, MASTER_FIRST_HOST, WORKER_FIRST_HOST = 10, 11, 21, 31
 
@@ -181,6 +206,7 @@ class LabSpec:
     lb: str = "auto"
     lb_nodes: int = 2
     vrrp_unicast: bool = False
+    ntp_servers: str | None = None
     cni: str = "calico"
     kubernetes_version: str = versions.DEFAULT_KUBERNETES
     allow_unsupported_version: bool = False
@@ -201,12 +227,17 @@ class LabSpec:
     artifacts: str | None = None
     inventory: str | None = None
     strict: bool = False
+    skip_network_check: bool = False
     libvirt: dict[str, Any] = field(default_factory=dict)
     virtualbox: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kubernetes_minor(self) -> str:
         return versions.minor_of(self.kubernetes_version)
+
+    @property
+    def ntp_server_list(self) -> list[str]:
+        return [server.strip() for server in (self.ntp_servers or "").split(",") if server.strip()]
 
     @property
     def lb_node_count(self) -> int:
@@ -324,10 +355,14 @@ def validate(spec: LabSpec, host: HostInfo) -> list[str]:
     _check_counts(spec)
     _check_versions(spec, warnings)
     _check_networks(spec, host, warnings)
+    from provisioner import limits  # what kubeadm, Kubernetes and the CNIs would refuse later
+
+    limits.check(spec)
     _check_resources(spec, host, warnings)
     if spec.strict and warnings:
         raise SpecError(warnings[0] + " (an error because of --strict)")
-    return warnings
+    # A note on the CNI the user chose on purpose: printed like a warning, never an error under --strict.
+    return warnings + cni_notes(spec)
 
 
 def _check_names(spec: LabSpec) -> None:
@@ -343,10 +378,17 @@ def _check_names(spec: LabSpec) -> None:
     _choice("containerd_source", spec.containerd_source)
     if spec.provider == "local" and spec.os not in boxes.LOCAL_SUITES:
         raise SpecError(f"the local provider builds Debian nodes only: use --os {' or --os '.join(boxes.LOCAL_SUITES)}")
+    if spec.provider == "local" and spec.cni in SHARED_KERNEL_REFUSED:
+        raise SpecError(SHARED_KERNEL_REFUSED[spec.cni])
     if spec.provider == "hosts" and not spec.inventory:
         raise SpecError("the hosts provider needs your machines: pass -i/--inventory FILE")
     if spec.inventory and spec.provider not in ("hosts", "auto"):
         raise SpecError(f"--inventory is for --provider hosts, not {spec.provider}")
+    for server in spec.ntp_server_list:
+        if not NTP_SERVER_RE.match(server):
+            raise SpecError(
+                f"NTP server '{server}' is not a host name or IPv4 address: use e.g. --ntp-servers 10.0.0.1"
+            )
     if spec.artifacts and not Path(spec.artifacts).expanduser().is_dir():
         raise SpecError(f"artifacts folder {spec.artifacts} does not exist (see `kubelab artifacts list`)")
 
@@ -359,6 +401,16 @@ def _check_box(spec: LabSpec, host: HostInfo) -> None:
             f"there is no default arm64 box for {spec.os} on {spec.provider}: pass --box with an arm64 box "
             "built for it, or use --provider vmware_desktop, parallels or virtualbox"
         )
+
+
+def cni_notes(spec: LabSpec) -> list[str]:
+    """One line about the chosen CNI that a user should read before building (empty for most)."""
+    if spec.cni == "weave":
+        return [
+            f"Weave Net is unmaintained upstream (Weaveworks archived it); kubelab installs the community fork "
+            f"rajch/weave {versions.CNI_VERSIONS['weave']}: for a maintained CNI use --cni calico or --cni flannel"
+        ]
+    return []
 
 
 def _choice(key: str, value: str) -> None:
@@ -473,7 +525,7 @@ def _check_vip(spec: LabSpec, node_net: ipaddress.IPv4Network) -> None:
         vip = ipaddress.IPv4Address(spec.vip)
     except ValueError:
         raise SpecError(f"--vip {spec.vip} is not an IPv4 address") from None
-    if vip not in node_net or vip in (node_net.network_address, node_net.broadcast_address):
+    if vip not in node_net:
         raise SpecError(
             f"--vip {vip} is outside the node subnet {node_net}: the VIP must be a free address on the "
             "node network so the load balancer can announce it"

@@ -17,6 +17,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TextIO
 
+from provisioner import artifacts
+from provisioner.checks.manifests import AGNHOST_ENV
 from provisioner.lab import REPO_ROOT, LabDir
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
@@ -108,14 +110,27 @@ def pytest_argv(lab: LabDir, groups: set[str], phases: set[str] | None = None, k
     return argv
 
 
-def checks_environment() -> dict[str, str]:
-    """ansible-inventory from this interpreter's bin dir; the project's ansible.cfg unless the user set one."""
+def checks_environment(artifacts_dir: str | None = None) -> dict[str, str]:
+    """ansible-inventory from this interpreter's bin dir; the project's ansible.cfg unless the user set one;
+    the agnhost image of the lab's artifacts folder when it has one."""
     env = dict(os.environ)
+    agnhost = artifacts.agnhost_image(artifacts_dir)
+    if agnhost:
+        env[AGNHOST_ENV] = agnhost
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     config = REPO_ROOT / "playbooks" / "ansible.cfg"
     if "ANSIBLE_CONFIG" not in env and config.is_file():
         env["ANSIBLE_CONFIG"] = str(config)
     return env
+
+
+def lab_artifacts_dir(lab: LabDir) -> str | None:
+    """The artifacts folder the lab was created with (``artifacts`` in its lab.json), if any."""
+    try:
+        data = json.loads(lab.spec_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return str(data["artifacts"]) if isinstance(data, dict) and data.get("artifacts") else None
 
 
 def format_table(rows: list[dict[str, str]]) -> str:
@@ -184,7 +199,10 @@ def run_verify(
     log = folder / "pytest.log"
     with log.open("w") as stream, shared_ssh(lab):
         done = subprocess.run(
-            pytest_argv(lab, groups, phases, kubectl), stdout=stream, stderr=subprocess.STDOUT, env=checks_environment()
+            pytest_argv(lab, groups, phases, kubectl),
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            env=checks_environment(lab_artifacts_dir(lab)),
         )
     if done.returncode in PYTEST_USAGE_ERRORS or not (folder / "results.json").is_file():
         tail = "\n".join(log.read_text().splitlines()[-15:])

@@ -26,11 +26,17 @@ CONTAINERD_MINIMUM: dict[str, str] = {"1.35": "1.7.28", "1.36": "2.2.0", "1.37":
 
 CNI_VERSIONS: dict[str, str] = {
     "calico": "v3.33.0",
-    "flannel": "v0.28.9",
+    "flannel": "v0.28.10",
     "cilium": "1.20.2",
+    # Weave Net: Weaveworks' repository is archived (last release v2.8.1, January 2021); the community fork
+    # rajch/weave goes on publishing releases and manifests for current Kubernetes. v2.8.8 is the newest fork
+    # release its own manifest service (rajch/weave-endpoint) names in the sources read (README "Pod networks").
+    "weave": "v2.8.8",
 }
-CNIS: tuple[str, ...] = ("calico", "flannel", "cilium", "none")
-KUBE_VIP_VERSION = "v1.2.4"
+CNIS: tuple[str, ...] = ("calico", "flannel", "cilium", "weave", "none")
+# kube-vip v1.0.0: the newest release the Go module proxy serves (v1.2.x is refused), so that
+# `kubelab artifacts build` can make the image a lab runs.
+KUBE_VIP_VERSION = "v1.0.0"
 
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
 
@@ -70,5 +76,9 @@ KUBEADM_IMAGE_TAGS: dict[str, dict[str, str]] = {
 # Newest patch known per minor: an offline lab needs exact file names, so a bare minor is resolved to this
 # (`kubelab artifacts fetch` asks dl.k8s.io/release/stable-1.NN.txt instead).
 LATEST_PATCH: dict[str, str] = {"1.35": "1.35.9", "1.36": "1.36.5", "1.37": "1.37.1"}
-CNI_PLUGINS_VERSION = "v1.9.1"
+# The CNI reference plugins, runc and crictl: each a release the Go module proxy serves, so that
+# `kubelab artifacts build` can make them (cri-tools v1.35.0 and v1.36.0 are not served; crictl v1.37 talks
+# CRI v1 like every supported kubelet).
+CNI_PLUGINS_VERSION = "v1.10.0"
 RUNC_VERSION = "1.5.1"
+CRI_TOOLS_VERSION = "v1.37.0"

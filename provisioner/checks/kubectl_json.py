@@ -15,13 +15,30 @@ CNI_NAMESPACES: dict[str, tuple[str, ...]] = {
     "calico": ("tigera-operator", "calico-system", "calico-apiserver"),
     "flannel": ("kube-flannel",),
     "cilium": (),
+    "weave": (),
     "none": (),
 }
 CNI_NODE_AGENT: dict[str, tuple[str, str]] = {
     "calico": ("k8s-app", "calico-node"),
     "flannel": ("app", "flannel"),
     "cilium": ("k8s-app", "cilium"),
+    "weave": ("name", "weave-net"),  # the weave-net DaemonSet in kube-system
 }
+
+# CNIs that enforce NetworkPolicy; for the others, why `verify --workloads` does not check it.
+NETWORK_POLICY_CNIS: tuple[str, ...] = ("calico", "cilium", "weave")
+NETWORK_POLICY_NOT_ENFORCED: dict[str, str] = {
+    "flannel": "not enforced by flannel: Flannel connects pods but does not implement NetworkPolicy "
+    "(calico, cilium and weave do)",
+    "none": "not enforced: the lab has no CNI (--cni none)",
+}
+
+
+def network_policy_not_enforced(cni: str) -> str | None:
+    """Why NetworkPolicy cannot be checked on a lab with this CNI; None when the CNI enforces it."""
+    if cni in NETWORK_POLICY_CNIS:
+        return None
+    return NETWORK_POLICY_NOT_ENFORCED.get(cni, f"not enforced: kubelab does not know whether {cni} enforces it")
 
 
 def _items(document: str | dict[str, Any]) -> list[dict[str, Any]]:
@@ -109,6 +126,21 @@ def pod_problems(pods: str | dict[str, Any], namespaces: tuple[str, ...]) -> lis
             reason = status.get("reason") or ""
             problems.append(f"{where}: {phase}" + (f" {reason}" if reason else "") + "".join(f"; {d}" for d in details))
     return problems
+
+
+def stale_pods(pods: str | dict[str, Any], node: str, since: str, namespaces: tuple[str, ...]) -> list[str]:
+    """Pods on ``node`` in the namespaces with a container not started since ``since`` (RFC 3339, UTC): right
+    after a kubelet comes back, the API still shows the statuses it had before it went down."""
+    stale = []
+    for pod in _items(pods):
+        if pod.get("spec", {}).get("nodeName") != node or pod["metadata"].get("namespace") not in namespaces:
+            continue
+        for status in pod.get("status", {}).get("containerStatuses", []):
+            started = status.get("state", {}).get("running", {}).get("startedAt", "")
+            if not started or started < since:
+                stale.append(f"{pod['metadata']['namespace']}/{pod['metadata']['name']}")
+                break
+    return stale
 
 
 def pods_with_label(pods: str | dict[str, Any], key: str, value: str) -> list[dict[str, Any]]:

@@ -89,6 +89,17 @@ class LabFacts:
         return str(self.variables.get("kubelab_cni", "none"))
 
     @property
+    def artifacts_form(self) -> str | None:
+        """How the lab's artifacts folder packs Kubernetes (bin or debs); None for a lab without a folder."""
+        folder = self.variables.get("kubelab_artifacts_dir")
+        if not folder:
+            return None
+        try:
+            return str(json.loads((Path(str(folder)) / "artifacts.json").read_text()).get("form", "bin"))
+        except (OSError, ValueError):
+            return "bin"
+
+    @property
     def kubeconfig(self) -> Path:
         return self.root / "kubeconfig"
 

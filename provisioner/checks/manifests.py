@@ -1,18 +1,30 @@
 """Kubernetes objects the cluster and workload checks create, as plain dicts (applied with `kubectl apply -f -`).
 
 All of them run agnhost, the Kubernetes e2e test image: `netexec` serves HTTP (/hostname answers the pod
-name), and the image has nslookup and curl. It comes from registry.k8s.io like the control-plane images.
+name), and the image has nslookup and curl. It comes from registry.k8s.io like the control-plane images, or from
+the lab's artifacts folder (`kubelab artifacts build` builds it from the kubernetes module).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-AGNHOST_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+# The agnhost tag the e2e suite of Kubernetes 1.36 pulls (test/utils/image/manifest.go); a lab built from an
+# artifacts folder runs the agnhost image of its folder instead (verify passes it in AGNHOST_ENV).
+AGNHOST_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.63.0"
+AGNHOST_ENV = "KUBELAB_AGNHOST_IMAGE"
 PROBE_NAMESPACE = "kubelab-verify"
 PROBE_NAME = "kubelab-probe"
 PROBE_PORT = 8080
 SERVICE_PORT = 80
+# The label the API server puts on every namespace, holding its name (Kubernetes 1.22+).
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+def agnhost_image() -> str:
+    """The agnhost image the checks run: the lab's own (from its artifacts folder), else the published one."""
+    return os.environ.get(AGNHOST_ENV) or AGNHOST_IMAGE
 
 
 def namespace(name: str) -> dict[str, Any]:
@@ -22,7 +34,7 @@ def namespace(name: str) -> dict[str, Any]:
 def netexec_container(name: str = "netexec", env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": name,
-        "image": AGNHOST_IMAGE,
+        "image": agnhost_image(),
         "args": ["netexec", f"--http-port={PROBE_PORT}"],
         "ports": [{"containerPort": PROBE_PORT, "name": "http"}],
         "readinessProbe": {"httpGet": {"path": "/hostname", "port": PROBE_PORT}, "periodSeconds": 2},
@@ -112,7 +124,7 @@ def statefulset(name: str, ns: str, replicas: int) -> dict[str, Any]:
 
 def shell_container(script: str, name: str = "main") -> dict[str, Any]:
     """A container of the agnhost image running a shell script (its base image has sh)."""
-    return {"name": name, "image": AGNHOST_IMAGE, "command": ["sh", "-c", script]}
+    return {"name": name, "image": agnhost_image(), "command": ["sh", "-c", script]}
 
 
 def job_spec(script: str) -> dict[str, Any]:
@@ -177,5 +189,45 @@ def config_reader_pod(
             "restartPolicy": "Never",
             "containers": [container],
             "volumes": [{"name": "secret", "secret": {"secretName": secret_name}}],
+        },
+    }
+
+
+def netexec_pod(name: str, ns: str) -> dict[str, Any]:
+    """One netexec pod labelled app=NAME (a NetworkPolicy check's server, or its client: it has curl)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [netexec_container()]},
+    }
+
+
+def deny_all_ingress(name: str, ns: str) -> dict[str, Any]:
+    """A NetworkPolicy that selects every pod of the namespace for ingress and allows nothing in."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    }
+
+
+def allow_ingress_from_namespace(name: str, ns: str, app: str, from_ns: str) -> dict[str, Any]:
+    """A NetworkPolicy that lets pods of namespace `from_ns` (by the name label every namespace carries) reach the
+    netexec port of the pods labelled app=APP; added to a deny-all policy, it opens only that way in."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": app}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: from_ns}}}],
+                    "ports": [{"protocol": "TCP", "port": PROBE_PORT}],
+                }
+            ],
         },
     }

@@ -163,6 +163,14 @@ def version_matches(installed: str, wanted: str) -> bool:
     return upstream == wanted or upstream.startswith(wanted + ".") if wanted.count(".") == 1 else upstream == wanted
 
 
+def kubectl_client_version(version_json: str) -> str:
+    """gitVersion from `kubectl version --client -o json` (empty when it printed no JSON)."""
+    try:
+        return str((json.loads(version_json).get("clientVersion") or {}).get("gitVersion", ""))
+    except ValueError:
+        return ""
+
+
 def crictl_runtime_ready(info_json: str) -> tuple[bool, str]:
     """`crictl info` -> (RuntimeReady, a short description of the runtime conditions)."""
     conditions = (json.loads(info_json).get("status") or {}).get("conditions") or []

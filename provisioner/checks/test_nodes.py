@@ -77,7 +77,8 @@ def test_time_synchronised(host):
         )
     assert synced == "yes", (
         f"clock not synchronised: NTPSynchronized={synced or 'unknown'}, NTP={show.get('NTP', 'unknown')}"
-        " (is chrony or systemd-timesyncd running?)"
+        " (is chrony or systemd-timesyncd running? nodes that cannot reach the OS's time servers need"
+        " ntp_servers / --ntp-servers)"
     )
 
 
@@ -125,6 +126,15 @@ def test_crictl_talks_to_containerd(host, require_phase):
 @pytest.mark.groups("k8s_cluster")
 def test_kubernetes_packages_pinned_and_held(host, lab):
     wanted = lab.kubernetes_version
+    if lab.artifacts_form == "bin":  # plain binaries from the artifacts folder: no packages to hold
+        versions = {
+            "kubeadm": host.run("kubeadm version -o short").stdout.strip(),
+            "kubelet": host.run("kubelet --version").stdout.strip().removeprefix("Kubernetes "),
+            "kubectl": nodeparse.kubectl_client_version(host.run("kubectl version --client -o json").stdout),
+        }
+        wrong = {p: v or "missing" for p, v in versions.items() if not nodeparse.version_matches(v.lstrip("v"), wanted)}
+        assert not wrong, f"binaries {wrong} do not match the lab's Kubernetes {wanted}"
+        return
     fmt = "${Package} ${Version} ${db:Status-Status}\\n"
     installed = nodeparse.dpkg_versions(host.run(f"dpkg-query -W -f='{fmt}' {' '.join(KUBERNETES_PACKAGES)}").stdout)
     missing = [p for p in KUBERNETES_PACKAGES if p not in installed]

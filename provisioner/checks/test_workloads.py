@@ -1,12 +1,15 @@
 """`--workloads`: the Kubernetes objects a lab user learns first actually work, in a namespace removed afterwards.
 
 The checks build on each other in file order (the Deployment is scaled, updated, then rolled back), as a person
-working through them would. Everything lives in the `kubelab-workloads` namespace, deleted at the end.
+working through them would. Everything lives in the `kubelab-workloads` namespace, deleted at the end; the
+NetworkPolicy checks use two namespaces of their own (a server and a client one), deleted after them.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -17,6 +20,9 @@ TIMEOUT = "180s"
 CRONJOB_WAIT = 150  # seconds: a `* * * * *` CronJob fires within a minute, its pod then has to start and finish
 REPLACE_WAIT = 120  # seconds for a deleted StatefulSet pod to come back Running
 SETTING, TOKEN = "hello-from-a-configmap", "s3cret-from-a-secret"
+NETPOL_SERVER_NS, NETPOL_CLIENT_NS = "kubelab-netpol-server", "kubelab-netpol-client"
+POLICY_WAIT = 60  # seconds for the CNI to enforce a new NetworkPolicy (or lift it)
+BLOCKED_IN_A_ROW = 2  # failed connections in a row that count as blocked (one could be a passing hiccup)
 
 pytestmark = pytest.mark.phase("cni")
 
@@ -148,6 +154,100 @@ def test_configmap_and_secret_consumed_by_a_pod(kubectl, ns):
     assert done.rc == 0, f"pod/reader did not finish: {(done.stderr or done.stdout).strip()[-300:]}"
     logs = kubectl.run("-n", ns, "logs", "reader").stdout.strip()
     assert logs == f"{SETTING} {TOKEN}", f"pod/reader printed {logs!r}, expected the ConfigMap and Secret values"
+
+
+# --- NetworkPolicy: a server namespace denies ingress, then lets one client namespace in -------------------
+
+
+@dataclass(frozen=True)
+class Netpol:
+    kubectl: Any
+    url: str  # the server pod's netexec /hostname, by pod IP
+
+
+@pytest.fixture(scope="module")
+def netpol(lab, request):
+    """A netexec server and a client pod in two namespaces of their own, removed afterwards. Skipped, with the
+    reason, when the lab's CNI does not enforce NetworkPolicy (Flannel): decided before kubectl is needed."""
+    reason = kubectl_json.network_policy_not_enforced(lab.cni)
+    if reason:
+        pytest.skip(reason)
+    kubectl = request.getfixturevalue("kubectl")
+    namespaces = (NETPOL_SERVER_NS, NETPOL_CLIENT_NS)
+    for name in namespaces:
+        kubectl.run("delete", "namespace", name, "--ignore-not-found", "--timeout=120s")
+    try:
+        for name, pod in zip(namespaces, ("server", "client"), strict=True):
+            kubectl.apply(manifests.namespace(name))
+            kubectl.apply(manifests.netexec_pod(pod, name))
+        for name, pod in zip(namespaces, ("server", "client"), strict=True):
+            ready = kubectl.run(
+                "-n", name, "wait", "--for=condition=Ready", f"pod/{pod}", f"--timeout={TIMEOUT}", check=False
+            )
+            if ready.rc != 0:
+                pytest.fail(f"pod {name}/{pod} is not Ready: {(ready.stderr or ready.stdout).strip()[-300:]}")
+        ip = kubectl.json("-n", NETPOL_SERVER_NS, "get", "pod", "server").get("status", {}).get("podIP")
+        assert ip, f"pod {NETPOL_SERVER_NS}/server has no IP"
+        yield Netpol(kubectl, f"http://{ip}:{manifests.PROBE_PORT}/hostname")
+    finally:
+        for name in namespaces:
+            kubectl.run("delete", "namespace", name, "--ignore-not-found", "--wait=false", check=False)
+
+
+def client_reaches_server(netpol: Netpol) -> tuple[bool, str]:
+    """Whether the client pod gets the server's answer (its pod name), and what it got."""
+    done = netpol.kubectl.run(
+        "-n", NETPOL_CLIENT_NS, "exec", "client", "--", "curl", "-s", "--max-time", "3", netpol.url, check=False
+    )
+    answer = done.stdout.strip()
+    return answer == "server", answer or f"no answer (curl exit {done.rc})"
+
+
+def wait_until_reachable(netpol: Netpol, reachable: bool) -> str:
+    """Poll until the client reaches the server (for reachable=False: fails BLOCKED_IN_A_ROW times in a row);
+    '' when that happened within POLICY_WAIT, else what the last attempt got."""
+    deadline = time.monotonic() + POLICY_WAIT
+    blocked = 0
+    while True:
+        ok, said = client_reaches_server(netpol)
+        blocked = 0 if ok else blocked + 1
+        if (ok and reachable) or (not reachable and blocked >= BLOCKED_IN_A_ROW):
+            return ""
+        if time.monotonic() > deadline:
+            return said
+        time.sleep(2)
+
+
+def test_network_policy_client_reaches_server_without_policy(netpol):
+    said = wait_until_reachable(netpol, reachable=True)
+    assert not said, f"{NETPOL_CLIENT_NS}/client cannot reach {netpol.url} even before any NetworkPolicy: {said}"
+
+
+def test_network_policy_denies_ingress_from_another_namespace(netpol):
+    netpol.kubectl.apply(manifests.deny_all_ingress("deny-ingress", NETPOL_SERVER_NS))
+    said = wait_until_reachable(netpol, reachable=False)
+    assert not said, (
+        f"{NETPOL_CLIENT_NS}/client still reaches {netpol.url} {POLICY_WAIT} s after a deny-all-ingress"
+        f" NetworkPolicy in {NETPOL_SERVER_NS} (answer: {said})"
+    )
+
+
+def test_network_policy_allow_rule_lets_the_client_namespace_in(netpol):
+    rule = manifests.allow_ingress_from_namespace("allow-client", NETPOL_SERVER_NS, "server", NETPOL_CLIENT_NS)
+    netpol.kubectl.apply(rule)
+    said = wait_until_reachable(netpol, reachable=True)
+    assert not said, (
+        f"{NETPOL_CLIENT_NS}/client cannot reach {netpol.url} {POLICY_WAIT} s after a NetworkPolicy allowed its"
+        f" namespace in: {said}"
+    )
+
+
+def test_network_policy_namespaces_are_removed(netpol):
+    for name in (NETPOL_SERVER_NS, NETPOL_CLIENT_NS):
+        deleted = netpol.kubectl.run("delete", "namespace", name, f"--timeout={TIMEOUT}", check=False)
+        assert deleted.rc == 0, f"deleting namespace {name}: {deleted.stderr.strip()[-300:]}"
+        left = netpol.kubectl.run("get", "namespace", name, check=False)
+        assert left.rc != 0 and "NotFound" in left.stderr, f"namespace {name} is still there: {left.stdout.strip()}"
 
 
 def test_cleanup_removes_the_namespace(kubectl, ns):

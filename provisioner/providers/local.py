@@ -43,8 +43,9 @@ PROVIDER_VARS: dict[str, object] = {
     "kubeadm_kube_proxy_conntrack_max_per_core": 0,
     # The nodes see the host's cgroup v1 hierarchies; kubelet 1.35+ refuses v1 unless told not to.
     "kubeadm_kubelet_fail_cgroup_v1": False,
-    # No preflight check needed ignoring on namespace nodes (a full HA cluster passed them all).
-    "kubeadm_ignore_preflight_errors": [],
+    # kubeadm's SystemVerification refuses cgroup v1 for kubelet 1.35+ even with failCgroupV1 false, and says
+    # to skip it explicitly: the nodes see this host's cgroup v1 hierarchies. Nothing else is ignored.
+    "kubeadm_ignore_preflight_errors": ["SystemVerification"],
 }
 
 

@@ -20,12 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hosttools import require_tools
 from locallab import LocalLab, running_local_lab
+
+from provisioner.providers.local import TOOLS as LOCAL_TOOLS
 
 
 def _factory(stack: ExitStack, home: Path) -> Callable[..., LocalLab]:
     if os.geteuid() != 0:
         pytest.skip("local namespace nodes need root")
+    require_tools(*LOCAL_TOOLS)
 
     def make(name: str, node_subnet: str, **kwargs: Any) -> LocalLab:
         return stack.enter_context(running_local_lab(home, name, node_subnet, **kwargs))

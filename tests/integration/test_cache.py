@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hosttools import require_tools
 
 from provisioner import cache
 
@@ -67,6 +68,7 @@ def dropped_packets(subnet: str) -> int:
 
 
 def test_second_lab_is_served_from_the_cache(local_lab, tmp_path):
+    require_tools("apt-cacher-ng", "iptables")
     first = local_lab(name="it-cache1", node_subnet="10.77.142.0/24", masters=1, workers=0)
     second = local_lab(name="it-cache2", node_subnet="10.77.143.0/24", masters=1, workers=0)
     home = cache.CacheDir(first.home / "cache" / "apt")  # the labs share one KUBELAB_HOME, as on a real host

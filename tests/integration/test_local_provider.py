@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 from locallab import LocalLab, crash, leftovers, sweep
-from oci_image import build_image
 
 from provisioner import plan, render, spec
 from provisioner.lab import LabDir
+from provisioner.oci import build_image, busybox_layer, layer_from_files
 from provisioner.providers import local_host, local_network, local_remnants
 from provisioner.providers.base import ProviderError
 from provisioner.providers.local import LocalProvider
@@ -92,7 +92,8 @@ def test_up_again_leaves_running_nodes_alone(three: LocalLab) -> None:
 
 def test_containerd_in_nodes_runs_a_locally_built_image_and_containers_reach_each_other(three, tmp_path) -> None:
     image, nodes = "example.org/kubelab/busybox:it", ("master-1", "worker-1")
-    archive = build_image(tmp_path / "busybox.tar", image, files={"www/index.html": b"hello from master-1\n"})
+    site = layer_from_files({"www/index.html": b"hello from master-1\n"})
+    archive = build_image(tmp_path / "busybox.tar", image, [busybox_layer(), site])
     with ThreadPoolExecutor() as pool:
         installs = pool.map(lambda n: three.ssh(n, f"apt-get update -qq && {APT_INSTALL} containerd"), nodes)
     for install in installs:

@@ -21,6 +21,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hosttools import require_tools
 
 from provisioner import artifacts
 from provisioner.versions import CNI_PLUGINS_VERSION as CNI_PLUGINS
@@ -149,8 +150,8 @@ def dropped_tcp_packets() -> int:
     return int(line.split()[0])
 
 
-@pytest.mark.skipif(not BUSYBOX.exists() or not shutil.which("skopeo"), reason="needs busybox-static and skopeo")
 def test_role_installs_and_imports_from_the_folder_with_egress_dropped(local_lab, tmp_path):
+    require_tools("busybox", "skopeo", "apt-get", "dpkg-deb", "iptables")
     folder, work = tmp_path / "artifacts", tmp_path / "work"
     work.mkdir()
     deb_versions = build_folder(folder, work)

@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hosttools import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -195,7 +196,7 @@ def upstream_layout_folder(deb: Path, folder: Path) -> Path:
     """An artifacts folder whose containerd tarball has the upstream release layout (bin/...), made from `deb`."""
     unpacked = folder / "unpacked"
     unpacked.mkdir(parents=True)
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+    subprocess.run([require_tool("dpkg-deb"), "-x", str(deb), str(unpacked)], check=True)
     version = re.search(r"_(\d+\.\d+\.\d+)", deb.name).group(1)
     tarball = folder / "containerd" / f"containerd-{version}-linux-amd64.tar.gz"
     tarball.parent.mkdir()

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hosttools import require_tools
 
 from provisioner.lab import REPO_ROOT
 
@@ -56,6 +57,7 @@ def in_ns(command: str) -> str:
 def namespace() -> Iterator[str]:
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root")
+    require_tools("ip", "iptables", "nft")  # PLANT and the role run them in the namespace
     subprocess.run(["ip", "netns", "add", NAMESPACE], check=True)
     try:
         yield NAMESPACE

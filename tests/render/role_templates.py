@@ -93,6 +93,9 @@ RENDER_PLAYBOOK = """
           kube-flannel-kubelab.yml: >-
             {{ lookup('file', render_fixtures ~ '/kube-flannel.yml')
                | cni_flannel_manifest(cni_pod_cidr, cni_mtu) if is_init else none }}
+          weave-kubelab.yaml: >-
+            {{ lookup('file', render_fixtures ~ '/weave-daemonset-k8s-1.11.yaml')
+               | cni_weave_manifest(cni_pod_cidr, cni_mtu) if is_init else none }}
           kubeconfig: >-
             {{ lookup('file', render_fixtures ~ '/admin.conf')
                | control_plane_kubeconfig(control_plane_endpoint) if is_init else none }}
@@ -118,6 +121,8 @@ DUMPED_VARS = (
     "cni_calico_file",
     "cni_flannel_url",
     "cni_flannel_file",
+    "cni_weave_url",
+    "cni_weave_file",
     "cni_cilium_chart_url",
     "cni_cilium_chart_file",
     "reset_kubeconfig",

@@ -38,7 +38,7 @@ def run_role(tmp: Path, kubernetes_dir: Path, **extra: object) -> tuple[int, int
         "kubelab_ip": "127.0.0.1",
         "kubelab_init_master": "localhost",
         "kubelab_kubernetes_minor": "1.36",
-        "kubelab_kube_vip_version": "v1.2.4",
+        "kubelab_kube_vip_version": "v1.0.0",
         "kube_vip_kubernetes_dir": str(kubernetes_dir),
         "ansible_python_interpreter": sys.executable,
         **extra,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hosttools import require_tool
 
 from provisioner.lab import REPO_ROOT, LabDir
 from provisioner.plan import make_plan
@@ -41,6 +42,7 @@ LABS: dict[str, dict] = {
         },
         "virtualbox": {"linked_clone": True},
         "box_version": ">= 1.0",
+        "ntp_servers": "10.0.0.1, ntp.example.org",
     },
 }
 UPDATE = os.environ.get("KUBELAB_UPDATE_GOLDEN") == "1"
@@ -148,7 +150,7 @@ def _bin(name: str) -> str:
 def test_vagrant_validate(case: str, tmp_path: Path) -> None:
     """Real Vagrant parses the Vagrantfile and checks core and libvirt settings."""
     (tmp_path / "Vagrantfile").write_text(rendered(case)["Vagrantfile"])
-    result = subprocess.run([_bin("vagrant"), "validate"], cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run([require_tool("vagrant"), "validate"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "validated successfully" in result.stdout
 
@@ -157,7 +159,7 @@ def test_vagrant_validate(case: str, tmp_path: Path) -> None:
 def test_vagrant_validate_catches_a_libvirt_typo(tmp_path: Path) -> None:
     broken = rendered("single")["Vagrantfile"].replace("lv.memory =", "lv.memroy =")
     (tmp_path / "Vagrantfile").write_text(broken)
-    result = subprocess.run([_bin("vagrant"), "validate"], cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run([require_tool("vagrant"), "validate"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode != 0
     assert "memroy" in result.stdout + result.stderr
 

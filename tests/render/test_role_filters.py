@@ -35,7 +35,11 @@ redact = _plugin("control_plane", "control_plane_redact")
 
 def test_every_filter_is_registered_under_its_name() -> None:
     assert set(secrets.FilterModule().filters()) == {"kubeadm_join_secrets", "kubeadm_certificate_key"}
-    assert set(manifests.FilterModule().filters()) == {"cni_calico_manifest", "cni_flannel_manifest"}
+    assert set(manifests.FilterModule().filters()) == {
+        "cni_calico_manifest",
+        "cni_flannel_manifest",
+        "cni_weave_manifest",
+    }
     assert set(kubeconfig.FilterModule().filters()) == {"control_plane_kubeconfig"}
     assert set(interface.FilterModule().filters()) == {"kube_vip_interface_of"}
     assert set(redact.FilterModule().filters()) == {"control_plane_redact"}
@@ -148,6 +152,7 @@ def _env(doc: dict, container: str) -> dict[str, dict]:
 
 CALICO = (FIXTURES / "calico.yaml").read_text()
 FLANNEL = (FIXTURES / "kube-flannel.yml").read_text()
+WEAVE = (FIXTURES / "weave-daemonset-k8s-1.11.yaml").read_text()
 
 
 def test_calico_pool_autodetection_and_untouched_objects() -> None:
@@ -217,6 +222,63 @@ def test_flannel_refuses_a_manifest_without_its_objects(kind: str) -> None:
         manifests.cni_flannel_manifest(yaml.safe_dump_all(docs), "10.244.0.0/16")
 
 
+# --- Weave Net ------------------------------------------------------------------------------------------
+
+
+def _pod_spec(docs: list[dict]) -> dict:
+    return _by_kind(docs, "DaemonSet")["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("pod_cidr", ["10.244.0.0/16", "10.200.0.0/16", "172.20.0.0/14"])
+def test_weave_allocation_range_follows_the_pod_cidr(pod_cidr: str) -> None:
+    docs = _docs(manifests.cni_weave_manifest(WEAVE, pod_cidr))
+    env = _env(_by_kind(docs, "DaemonSet"), "weave")
+    assert env["IPALLOC_RANGE"] == {"name": "IPALLOC_RANGE", "value": pod_cidr}
+    assert "WEAVE_MTU" not in env  # no --mtu: Weave's own default
+    assert env["CHECKPOINT_DISABLE"]["value"] == "1"
+    assert env["HOSTNAME"]["valueFrom"] == {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}
+    assert env["INIT_CONTAINER"]["value"] == "true"
+    assert "IPALLOC_RANGE" not in _env(_by_kind(docs, "DaemonSet"), "weave-npc")
+
+
+def test_weave_release_list_becomes_one_document_per_object() -> None:
+    docs = _docs(manifests.cni_weave_manifest(WEAVE, "10.244.0.0/16"))
+    assert [doc["kind"] for doc in docs] == ["ServiceAccount", "DaemonSet"]
+    assert _by_kind(docs, "ServiceAccount") == _by_kind(yaml.safe_load(WEAVE)["items"], "ServiceAccount")
+
+
+@pytest.mark.parametrize(("mtu", "expected"), [(1500, "1412"), (1450, "1360"), (1400, "1312"), (9000, "8912")])
+def test_weave_mtu_leaves_room_for_its_overhead_in_fours(mtu: int, expected: str) -> None:
+    env = _env(_by_kind(_docs(manifests.cni_weave_manifest(WEAVE, "10.244.0.0/16", mtu)), "DaemonSet"), "weave")
+    assert env["WEAVE_MTU"]["value"] == expected
+    assert int(expected) % 4 == 0 and mtu - int(expected) >= manifests.WEAVE_OVERHEAD
+
+
+def test_weave_images_are_used_when_present() -> None:
+    pod = _pod_spec(_docs(manifests.cni_weave_manifest(WEAVE, "10.244.0.0/16")))
+    policies = {c["name"]: c.get("imagePullPolicy") for c in pod["initContainers"] + pod["containers"]}
+    assert policies == {"weave-init": "IfNotPresent", "weave": "IfNotPresent", "weave-npc": None}
+    assert {c["image"] for c in pod["containers"]} == {"rajchaudhuri/weave-kube:2.8.8", "rajchaudhuri/weave-npc:2.8.8"}
+
+
+def test_weave_twice_gives_the_same_manifest() -> None:
+    once = manifests.cni_weave_manifest(WEAVE, "10.244.0.0/16", 1450)
+    assert manifests.cni_weave_manifest(once, "10.244.0.0/16", 1450) == once
+
+
+def test_weave_multi_document_manifest_is_adapted_too() -> None:
+    items = yaml.safe_load(WEAVE)["items"]
+    docs = _docs(manifests.cni_weave_manifest(yaml.safe_dump_all(items), "10.200.0.0/16"))
+    assert _env(_by_kind(docs, "DaemonSet"), "weave")["IPALLOC_RANGE"]["value"] == "10.200.0.0/16"
+
+
+def test_weave_refuses_a_manifest_without_its_daemonset() -> None:
+    listing = yaml.safe_load(WEAVE)
+    listing["items"] = [item for item in listing["items"] if item["kind"] != "DaemonSet"]
+    with pytest.raises(ValueError, match="Weave Net manifest has no DaemonSet 'weave-net'"):
+        manifests.cni_weave_manifest(yaml.safe_dump(listing), "10.244.0.0/16")
+
+
 # --- the lab's kubeconfig -------------------------------------------------------------------------------
 
 
@@ -233,3 +295,28 @@ def test_kubeconfig_server_is_the_endpoint_and_the_rest_is_kept() -> None:
 def test_kubeconfig_refuses_what_is_not_a_kubeconfig(text: str) -> None:
     with pytest.raises(ValueError, match="no clusters"):
         kubeconfig.control_plane_kubeconfig(text, "10.77.116.10:6443")
+
+
+etcd_filter = _plugin("kubeadm", "kubeadm_etcd")
+# `etcdctl member list -w json` while a second master's join was cut short: its member was added (a learner,
+# never started: no name, no client URLs); the first master's member is started.
+MEMBER_LIST = json.dumps(
+    {
+        "members": [
+            {
+                "ID": 1311040932312137089,
+                "name": "master-1",
+                "peerURLs": ["https://10.77.160.21:2380"],
+                "clientURLs": ["https://10.77.160.21:2379"],
+            },
+            {"ID": 9372538179322589801, "peerURLs": ["https://10.77.160.22:2380"], "isLearner": True},
+        ]
+    }
+)
+
+
+def test_etcd_member_of_a_cut_short_join_is_found_by_peer_url_with_its_hex_id() -> None:
+    member = etcd_filter.kubeadm_etcd_member(MEMBER_LIST, "10.77.160.22")
+    assert member == {"id": format(9372538179322589801, "x"), "started": False, "learner": True}
+    assert etcd_filter.kubeadm_etcd_member(MEMBER_LIST, "10.77.160.21")["started"] is True
+    assert etcd_filter.kubeadm_etcd_member(MEMBER_LIST, "10.77.160.23") == {}

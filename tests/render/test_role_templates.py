@@ -176,7 +176,8 @@ def test_local_provider_settings_reach_kubelet_and_kube_proxy(rendered) -> None:
     docs = rendered("ha-haproxy", "1.36", **overrides, **OFFLINE).yaml_docs("master-1", "kubeadm-init.yaml")
     assert by_kind(docs, "KubeletConfiguration")["failCgroupV1"] is False
     assert by_kind(docs, "KubeProxyConfiguration")["conntrack"] == {"maxPerCore": 0}
-    assert "ignorePreflightErrors" not in by_kind(docs, "InitConfiguration")["nodeRegistration"]
+    # the one preflight check the local provider skips, with its reason in providers/local.py
+    assert by_kind(docs, "InitConfiguration")["nodeRegistration"]["ignorePreflightErrors"] == ["SystemVerification"]
 
 
 def test_extra_args_are_name_value_lists_in_v1beta4(rendered) -> None:
@@ -309,6 +310,23 @@ def test_flannel_manifest(rendered, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", GOLDEN_LABS)
+def test_weave_manifest(rendered, case: str) -> None:
+    lab = lab_vars(case)
+    docs = rendered(case).yaml_docs(lab["kubelab_init_master"], "weave-kubelab.yaml")
+    env = env_of(by_kind(docs, "DaemonSet"), "weave")
+    assert env["IPALLOC_RANGE"] == lab["kubelab_pod_cidr"]
+    mtu = lab["kubelab_mtu"]
+    assert env.get("WEAVE_MTU") == (str((mtu - 87) // 4 * 4) if mtu else None)
+
+
+def test_weave_pod_range_follows_a_changed_pod_cidr(rendered) -> None:
+    lab = lab_vars("single")
+    result = rendered("single", kubelab_pod_cidr="10.200.0.0/16", kubelab_mtu=1400)
+    env = env_of(by_kind(result.yaml_docs(lab["kubelab_init_master"], "weave-kubelab.yaml"), "DaemonSet"), "weave")
+    assert (env["IPALLOC_RANGE"], env["WEAVE_MTU"]) == ("10.200.0.0/16", "1312")
+
+
+@pytest.mark.parametrize("case", GOLDEN_LABS)
 def test_cilium_values(rendered, case: str) -> None:
     lab, nodes = lab_vars(case), hosts(case)
     values = yaml.safe_load(rendered(case).text(lab["kubelab_init_master"], "cilium-values.yaml"))
@@ -333,6 +351,20 @@ def test_cni_release_urls_follow_the_pinned_version(rendered, case: str) -> None
     elif lab["kubelab_cni"] == "cilium":
         assert values["cni_cilium_chart_url"] == f"https://helm.cilium.io/cilium-{version}.tgz"
         assert values["cni_cilium_chart_file"] == f"cilium-{version}.tgz"
+
+
+def test_weave_release_url_and_file_are_the_artifacts_ones(rendered) -> None:
+    """--cni weave: the fork's release manifest at the pinned version, under the name `kubelab artifacts` uses."""
+    from provisioner import artifacts
+
+    lab = lab_vars("single")
+    version = versions.CNI_VERSIONS["weave"]
+    values = rendered("single", kubelab_cni="weave", kubelab_cni_version=version).vars(lab["kubelab_init_master"])
+    assert values["cni_plugin"] == "weave"
+    assert values["cni_weave_url"] == (
+        f"https://github.com/rajch/weave/releases/download/{version}/weave-daemonset-k8s-1.11.yaml"
+    )
+    assert (values["cni_weave_file"], values["cni_weave_url"]) == artifacts.cni_manifest("weave")
 
 
 @pytest.mark.parametrize("case", ["single", "ha-haproxy", "kube-vip"])  # flannel, calico, cilium

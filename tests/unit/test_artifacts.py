@@ -81,8 +81,8 @@ def test_binaries_form_names_official_urls_and_checksums():
     kubeadm = found["bin/kubeadm"]
     assert kubeadm.url == "https://dl.k8s.io/release/v1.36.5/bin/linux/amd64/kubeadm"
     assert kubeadm.checksum_url == kubeadm.url + ".sha256"
-    plugins = found["cni/cni-plugins-linux-amd64-v1.9.1.tgz"]
-    assert plugins.url.startswith("https://github.com/containernetworking/plugins/releases/download/v1.9.1/")
+    plugins = found["cni/cni-plugins-linux-amd64-v1.10.0.tgz"]
+    assert plugins.url.startswith("https://github.com/containernetworking/plugins/releases/download/v1.10.0/")
     assert found["manifests/calico.yaml"].url.endswith("/calico/v3.33.0/manifests/calico.yaml")
     assert "images/registry.k8s.io_pause_3.10.2.tar" in found
     assert "images/quay.io_calico_node_v3.33.0.tar" in found
@@ -110,7 +110,21 @@ def test_upstream_containerd_kube_vip_and_cilium_chart():
     assert found["containerd/containerd-2.3.4-linux-amd64.tar.gz"].checksum_url.endswith(".tar.gz.sha256sum")
     assert found["containerd/runc.amd64"].checksum_url.endswith("/runc.sha256sum")
     assert found["manifests/cilium-1.20.2.tgz"].url == "https://helm.cilium.io/cilium-1.20.2.tgz"
-    assert "images/ghcr.io_kube-vip_kube-vip_v1.2.4.tar" in found
+    assert "images/ghcr.io_kube-vip_kube-vip_v1.0.0.tar" in found
+
+
+def test_weave_manifest_and_images_are_the_forks_release():
+    version = versions.CNI_VERSIONS["weave"]
+    found = {a.path: a for a in artifacts.required_artifacts(Needs("1.36.5", "weave"))}
+    assert found["manifests/weave-daemonset-k8s-1.11.yaml"].url == (
+        f"https://github.com/rajch/weave/releases/download/{version}/weave-daemonset-k8s-1.11.yaml"
+    )
+    bare = version.lstrip("v")
+    assert artifacts.expected_cni_images("weave") == (
+        f"docker.io/rajchaudhuri/weave-kube:{bare}",
+        f"docker.io/rajchaudhuri/weave-npc:{bare}",
+    )
+    assert f"images/docker.io_rajchaudhuri_weave-npc_{bare}.tar" in found
 
 
 def test_exact_version_and_archive_names():
@@ -269,11 +283,11 @@ def release_server(tmp_path, monkeypatch):
     root = tmp_path / "www"
     files = {
         "dl/stable-1.36.txt": b"v1.36.5\n",
-        "gh/flannel-io/flannel/releases/download/v0.28.9/kube-flannel.yml": b"- image: example.org/flannel:1\n",
+        "gh/flannel-io/flannel/releases/download/v0.28.10/kube-flannel.yml": b"- image: example.org/flannel:1\n",
     }
     for name in artifacts.KUBE_BINARIES:
         files[f"dl/v1.36.5/bin/linux/amd64/{name}"] = f"#!/bin/sh\necho {name}\n".encode()
-    files["gh/containernetworking/plugins/releases/download/v1.9.1/cni-plugins-linux-amd64-v1.9.1.tgz"] = b"tgz"
+    files["gh/containernetworking/plugins/releases/download/v1.10.0/cni-plugins-linux-amd64-v1.10.0.tgz"] = b"tgz"
     for path, data in list(files.items()):
         if not path.endswith((".txt", ".yml")):
             files[path + ".sha256"] = (hashlib.sha256(data).hexdigest() + f"  {Path(path).name}\n").encode()

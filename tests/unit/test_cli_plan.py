@@ -26,6 +26,23 @@ def test_plan_prints_and_writes_nothing(kubelab_home: Path, capsys: pytest.Captu
     assert not kubelab_home.exists()
 
 
+def test_plan_for_weave_warns_in_one_line_that_it_is_unmaintained(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--masters", "1", "--workers", "2", "--cni", "weave"]) == 0
+    captured = capsys.readouterr()
+    assert "cni            weave v2.8.8" in captured.out
+    (line,) = [line for line in captured.err.splitlines() if "Weave" in line]
+    assert line.startswith("warning: Weave Net is unmaintained upstream")
+    assert line.endswith("use --cni calico or --cni flannel")
+
+
+def test_plan_refuses_cilium_on_the_local_provider(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--provider", "local", "--cni", "cilium"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --cni cilium cannot run on --provider local") and err.count("\n") == 1
+    assert "shar" in err and "eBPF" in err and "--cni flannel or --cni calico" in err
+    assert main(["plan", "--provider", "libvirt", "--cni", "cilium"]) == 0
+
+
 def test_plan_write_and_render_fill_the_lab_folder(kubelab_home: Path, tmp_path: Path) -> None:
     assert main(["plan", "--name", "demo", "--write"]) == 0
     assert (kubelab_home / "labs/demo/inventory/hosts.yml").is_file()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +98,26 @@ class FakeKubectl(kube.Kubectl):
                 for name, ip in self.lab.k8s_nodes.items()
             ]
             return kube.Result(0, json.dumps({"items": nodes}), "")
+        if args[:3] == ("get", "pods", "--all-namespaces"):
+            pods = [
+                {
+                    "metadata": {"name": f"kube-proxy-{name}", "namespace": "kube-system"},
+                    "spec": {"nodeName": name},
+                    "status": {
+                        "phase": "Running",
+                        "containerStatuses": [
+                            {
+                                "name": "kube-proxy",
+                                "ready": name not in world.down,
+                                # the kubelet of a node that is up restarted its containers just now
+                                "state": {"running": {"startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}},
+                            }
+                        ],
+                    },
+                }
+                for name in self.lab.k8s_nodes
+            ]
+            return kube.Result(0, json.dumps({"items": pods}), "")
         return kube.Result(0, "", "")
 
 

@@ -257,3 +257,20 @@ def test_auto_without_a_lab_kubeconfig_uses_the_master(tmp_path, monkeypatch):
     assert chosen.where == "kubectl on master-1"
     with pytest.raises(kube.KubectlError, match="--kubectl host needs kubectl on PATH"):
         kube.choose("host", tmp_path / "kubeconfig", master=object(), master_name="master-1")
+
+
+def test_pods_whose_containers_started_before_the_kubelet_came_back_are_stale() -> None:
+    def pod(name: str, node: str, started: str) -> dict:
+        status = {"containerStatuses": [{"name": "c", "ready": True, "state": {"running": {"startedAt": started}}}]}
+        return {"metadata": {"name": name, "namespace": "kube-system"}, "spec": {"nodeName": node}, "status": status}
+
+    pods = {
+        "items": [
+            pod("old", "master-3", "2026-12-04T16:00:00Z"),
+            pod("new", "master-3", "2026-12-04T16:05:09Z"),
+            pod("elsewhere", "master-1", "2026-12-04T15:00:00Z"),
+        ]
+    }
+    since = "2026-12-04T16:05:00Z"
+    assert kubectl_json.stale_pods(pods, "master-3", since, ("kube-system",)) == ["kube-system/old"]
+    assert kubectl_json.stale_pods(pods, "master-3", since, ("kube-flannel",)) == []

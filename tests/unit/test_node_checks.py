@@ -327,3 +327,20 @@ def test_verify_on_unreachable_nodes_names_ssh(tmp_path):
     expected = f"cannot reach the node over SSH: ssh: connect to host 127.0.0.1 port {port}: Connection refused"
     assert {r["outcome"] for r in ran} == {"failed"}
     assert {r["message"] for r in ran} == {f"{expected} (are the lab's nodes up? `kubelab status`)"}
+
+
+def test_artifacts_form_says_how_the_labs_folder_packs_kubernetes(tmp_path: Path) -> None:
+    def facts(folder: str | None) -> labfacts.LabFacts:
+        return labfacts.LabFacts(root=tmp_path, groups={}, variables={"kubelab_artifacts_dir": folder})
+
+    assert facts(None).artifacts_form is None
+    (tmp_path / "artifacts.json").write_text(json.dumps({"form": "debs", "artifacts": []}))
+    assert facts(str(tmp_path)).artifacts_form == "debs"
+    (tmp_path / "artifacts.json").write_text(json.dumps({"form": "bin", "artifacts": []}))
+    assert facts(str(tmp_path)).artifacts_form == "bin"
+
+
+def test_kubectl_client_version_is_read_from_its_json() -> None:
+    text = json.dumps({"clientVersion": {"gitVersion": "v1.36.3", "major": "1"}, "kustomizeVersion": "v5"})
+    assert nodeparse.kubectl_client_version(text) == "v1.36.3"
+    assert nodeparse.kubectl_client_version("error: unknown flag") == ""

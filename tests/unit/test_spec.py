@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioner import versions
 from provisioner.spec import HostInfo, LabSpec, SpecError, build_spec, load_lab_file, validate
 
 BIG_HOST = HostInfo(memory_mb=64_000, arch="amd64")
@@ -59,7 +60,8 @@ def test_local_provider_gets_debian_and_a_subnet_per_lab_name() -> None:
         ({"masters": 3, "lb": "none"}, "3 masters need a load balancer"),
         ({"lb_nodes": 3}, "--lb-nodes 3"),
         ({"provider": "hyperv"}, "unknown provider 'hyperv'"),
-        ({"cni": "weave"}, "unknown cni 'weave': choose one of calico, flannel, cilium, none"),
+        ({"cni": "canal"}, "unknown cni 'canal': choose one of calico, flannel, cilium, weave, none"),
+        ({"provider": "local", "cni": "cilium"}, "--cni cilium cannot run on --provider local"),
         ({"os": "centos-9"}, "unknown os 'centos-9'"),
         ({"lb": "nginx"}, "unknown lb 'nginx'"),
         ({"containerd_source": "snap"}, "unknown containerd source 'snap'"),
@@ -77,6 +79,18 @@ def test_local_provider_gets_debian_and_a_subnet_per_lab_name() -> None:
         ({"vip": "192.168.57.10"}, "outside the node subnet"),
         ({"vip": "192.168.56.21"}, "already the address of node master-1"),
         ({"vip": "not-an-ip"}, "is not an IPv4 address"),
+        ({"vip": "192.168.56.0"}, "--vip 192.168.56.0 is the network address of the node subnet"),
+        ({"vip": "192.168.56.255"}, "--vip 192.168.56.255 is the broadcast address of the node subnet"),
+        ({"vip": "192.168.56.1"}, "the host's own address on the lab network"),
+        ({"service_cidr": "10.64.0.0/11"}, "--service-cidr 10.64.0.0/11 is too large"),
+        ({"service_cidr": "10.96.0.0/29"}, "--service-cidr 10.96.0.0/29 has 8 addresses"),
+        ({"pod_cidr": "169.254.0.0/16"}, "overlaps the link-local range 169.254.0.0/16"),
+        ({"node_subnet": "169.254.56.0/24", "vip": "169.254.56.10"}, "the kubelet refuses such a node IP"),
+        ({"pod_cidr": "10.244.0.0/25"}, "smaller than the /24 range kube-controller-manager gives each node"),
+        ({"pod_cidr": "10.0.0.0/7", "service_cidr": "172.16.0.0/12"}, "kubeadm allows at most 16 bits"),
+        ({"pod_cidr": "10.244.0.0/23"}, "holds 2 per-node /24 ranges, but"),
+        ({"api_port": 22}, "--api-port 22 is sshd's port on the load-balancer nodes"),
+        ({"masters": 1, "api_port": 2379}, "already used on the masters by etcd (clients)"),
         ({"masters": 1, "vip": "192.168.56.10"}, "--vip needs a load balancer"),
         ({"master_cpus": 1}, "at least 2 CPUs"),
         ({"master_memory": 1024}, "at least 1700 MB"),
@@ -103,6 +117,26 @@ def test_each_rule_rejects_with_a_specific_message(flags: dict, message: str) ->
 def test_unsupported_minor_runs_only_with_override_and_warns() -> None:
     warnings = check(kubernetes_version="1.30", allow_unsupported_version=True, containerd_source="distro")
     assert any("1.30 is outside the tested versions" in w for w in warnings)
+
+
+@pytest.mark.parametrize("provider", ["libvirt", "virtualbox", "hosts"])
+def test_cilium_stays_selectable_where_each_node_has_its_own_kernel(provider: str) -> None:
+    inventory = "hosts.yml" if provider == "hosts" else None
+    assert check(provider=provider, cni="cilium", inventory=inventory) == []
+
+
+@pytest.mark.parametrize("cni", ["calico", "flannel", "weave", "none"])
+def test_local_provider_takes_the_cnis_that_need_no_kernel_of_their_own(cni: str) -> None:
+    check(provider="local", cni=cni)
+
+
+def test_weave_gets_a_one_line_note_that_strict_does_not_turn_into_an_error() -> None:
+    (note,) = check(cni="weave")
+    assert "\n" not in note
+    assert "Weave Net is unmaintained upstream" in note and f"rajch/weave {versions.CNI_VERSIONS['weave']}" in note
+    assert "--cni calico or --cni flannel" in note
+    assert check(cni="weave", strict=True) == [note]
+    assert check(cni="flannel") == []
 
 
 def test_arm64_host_has_no_default_libvirt_box() -> None:

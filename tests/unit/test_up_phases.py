@@ -76,7 +76,8 @@ def playbooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LabDir, object]:
     monkeypatch.setenv("KUBELAB_HOME", str(tmp_path / "home"))
-    spec = build_spec({}, {"name": "phasetest", "provider": "libvirt", "masters": 1, "workers": 0})
+    flags = {"name": "phasetest", "provider": "libvirt", "masters": 1, "workers": 0}
+    spec = build_spec({}, {**flags, "skip_network_check": True})  # the check has tests of its own (test_reachability)
     return LabDir.for_name("phasetest"), spec
 
 

@@ -1,4 +1,4 @@
-"""Ansible filters: adapt the CNIs' release manifests (Calico's calico.yaml, Flannel's kube-flannel.yml) to a lab.
+"""Ansible filters: adapt the CNIs' release manifests (calico.yaml, kube-flannel.yml, Weave Net's) to a lab.
 
 Each filter takes the upstream text and returns the lab's version; it fails when the text does not have the
 objects it must change, so a changed upstream layout stops the phase instead of applying upstream defaults.
@@ -43,7 +43,7 @@ def _container(daemonset: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _set_env(container: dict[str, Any], name: str, entry: dict[str, Any]) -> None:
     """Replace the variable `name` (or append it), keeping the order of the others."""
-    env = container.setdefault("env", [])
+    env = container["env"] = container.get("env") or []  # a manifest may say `env: null`
     for index, item in enumerate(env):
         if item.get("name") == name:
             env[index] = {"name": name, **entry}
@@ -115,6 +115,56 @@ def cni_flannel_manifest(text: str, pod_cidr: str, mtu: int | None = None) -> st
     return _dump(docs)
 
 
+WEAVE_CONTAINER = "weave"
+# Weave Net's docs: the underlying network must carry WEAVE_MTU plus 84-87 bytes of overhead, and the MTU should
+# be a multiple of four.
+WEAVE_OVERHEAD = 87
+
+
+def weave_mtu(node_mtu: int) -> int:
+    """The WEAVE_MTU that fits a node network of `node_mtu` bytes."""
+    return (int(node_mtu) - WEAVE_OVERHEAD) // 4 * 4
+
+
+def _flatten(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects of the manifest: the items of a `kind: List` document (Weave's layout) or the documents."""
+    objects: list[dict[str, Any]] = []
+    for doc in docs:
+        if doc.get("kind") == "List":
+            objects += doc.get("items") or []
+        else:
+            objects.append(doc)
+    return objects
+
+
+def cni_weave_manifest(text: str, pod_cidr: str, mtu: int | None = None) -> str:
+    """Weave Net's release manifest with the lab's pod CIDR as IPALLOC_RANGE and, given the node network's MTU,
+    a WEAVE_MTU that leaves room for Weave's overhead; one document per object (the release has one List).
+
+    Weave allocates pod addresses from IPALLOC_RANGE itself (default 10.32.0.0/12), not from the nodes'
+    podCIDRs, so it must be kubeadm's podSubnet for kube-proxy's cluster CIDR to be right. Images are pinned
+    by tag: IfNotPresent lets an offline lab use the imported ones. No version check against Weaveworks'
+    checkpoint service (the company has wound down).
+    """
+    pod_cidr = str(pod_cidr)
+    docs = _flatten(_load(text))
+    daemonset = _find(docs, "DaemonSet", "weave-net", "Weave Net")
+    pod = daemonset["spec"]["template"]["spec"]
+    weave = _container(daemonset, WEAVE_CONTAINER)
+    _set_env(weave, "IPALLOC_RANGE", {"value": pod_cidr})
+    if mtu:
+        _set_env(weave, "WEAVE_MTU", {"value": str(weave_mtu(int(mtu)))})
+    _set_env(weave, "CHECKPOINT_DISABLE", {"value": "1"})
+    for container in pod.get("initContainers", []) + pod["containers"]:
+        if container.get("imagePullPolicy") == "Always":
+            container["imagePullPolicy"] = "IfNotPresent"
+    return _dump(docs)
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"cni_calico_manifest": cni_calico_manifest, "cni_flannel_manifest": cni_flannel_manifest}
+        return {
+            "cni_calico_manifest": cni_calico_manifest,
+            "cni_flannel_manifest": cni_flannel_manifest,
+            "cni_weave_manifest": cni_weave_manifest,
+        }

@@ -1,0 +1,103 @@
+"""Building upstream programs from Go modules: the wrapper module and the version stamps.
+
+A module such as ``k8s.io/kubernetes`` or ``go.etcd.io/etcd/server/v3`` replaces its sibling modules with
+relative paths (``./staging/src/k8s.io/api``, ``../api``). Replaces only apply in the main module, so kubelab
+builds it from a generated wrapper module that requires it and replaces each sibling with its published
+version. These functions are pure: they take the component's ``go mod edit -json`` output and return text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+WRAPPER_MODULE = "kubelab.local/build"
+KUBERNETES = "k8s.io/kubernetes"
+VERSION_PACKAGES = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One module the wrapper requires, with its go.mod as ``go mod edit -json`` prints it."""
+
+    path: str
+    version: str
+    gomod: Mapping[str, object]
+
+
+def sibling_version(module: str, version: str) -> str:
+    """The published version of a sibling module: Kubernetes' staging modules are v0.Y.Z for vX.Y.Z, other
+    projects tag their siblings with the main module's version."""
+    if module == KUBERNETES:
+        _, minor, patch = version.lstrip("v").split(".")
+        return f"v0.{minor}.{patch}"
+    return version
+
+
+def sibling_replaces(requirement: Requirement) -> dict[str, str]:
+    """Module -> published version for every required module the component replaces with a local path."""
+    required = {str(entry["Path"]) for entry in _entries(requirement.gomod, "Require")}
+    found: dict[str, str] = {}
+    for entry in _entries(requirement.gomod, "Replace"):
+        old, new = entry.get("Old") or {}, entry.get("New") or {}
+        target = str(new.get("Path", ""))  # type: ignore[union-attr]
+        module = str(old.get("Path", ""))  # type: ignore[union-attr]
+        if target.startswith(".") and module in required:
+            found[module] = sibling_version(requirement.path, requirement.version)
+    return found
+
+
+def wrapper_gomod(requirements: Iterable[Requirement], go_version: str, pinned: Mapping[str, str] | None = None) -> str:
+    """go.mod of the wrapper module: require every component, replace every sibling with its published
+    version, and each ``pinned`` module with the version given. Two components that name the same sibling
+    at different versions are an error."""
+    requirements = list(requirements)
+    replaces: dict[str, str] = dict(pinned or {})
+    for requirement in requirements:
+        for module, version in sibling_replaces(requirement).items():
+            if replaces.setdefault(module, version) != version:
+                raise ValueError(f"{module} is wanted at {replaces[module]} and {version}")
+    lines = [f"module {WRAPPER_MODULE}", "", f"go {go_version}", ""]
+    lines += [f"require {r.path} {r.version}" for r in sorted(requirements, key=lambda r: r.path)]
+    if replaces:
+        lines.append("")
+        lines += [f"replace {module} => {module} {version}" for module, version in sorted(replaces.items())]
+    return "\n".join(lines) + "\n"
+
+
+def kubernetes_ldflags(version: str, commit: str, build_date: str) -> list[str]:
+    """The -X stamps of Kubernetes' own build (hack/lib/version.sh) for both version packages.
+
+    A build from a module archive has no git tree: its tree state is ``archive``, as the official script says
+    for source archives. ``commit`` is the tag's commit when the module proxy reports it.
+    """
+    bare = version.lstrip("v")
+    major, minor, _ = bare.split(".")
+    values = {
+        "gitVersion": f"v{bare}",
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitCommit": commit,
+        "gitTreeState": "archive",
+        "buildDate": build_date,
+    }
+    return [f"-X {package}.{key}={value}" for package in VERSION_PACKAGES for key, value in values.items()]
+
+
+def go_directive(gomod: Mapping[str, object]) -> str:
+    """The Go version a module's go.mod asks for (its ``go`` line)."""
+    return str(gomod.get("Go") or "1.0").strip()
+
+
+def go_at_least(have: str, need: str) -> bool:
+    """Whether the Go toolchain ``have`` (``go1.26.8``) satisfies a go.mod's ``go 1.26.3``."""
+
+    def numbers(text: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in text.removeprefix("go").split(".") if part.isdigit())
+
+    return numbers(have) >= numbers(need)
+
+
+def _entries(gomod: Mapping[str, object], key: str) -> list[dict]:
+    value = gomod.get(key) or []
+    return [entry for entry in value if isinstance(entry, dict)]  # type: ignore[union-attr]
