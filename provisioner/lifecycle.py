@@ -442,20 +442,26 @@ def _kubelet_state(connection) -> str:
 
 
 def _not_ready(plan: Plan, connections: dict, expected: set[str]) -> list[str]:
-    """Wait up to READY_TIMEOUT for every expected node to be Ready; the ones that are not."""
-    connection = connections[plan.init_master.name]
+    """Wait up to READY_TIMEOUT for every expected node to be Ready; the ones that are not, or why kubectl on
+    the first master could not tell."""
+    master = plan.init_master.name
     deadline = time.monotonic() + READY_TIMEOUT
-    not_ready = sorted(expected)
-    while time.monotonic() < deadline:
-        done = _remote(connection, "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes --no-headers")
-        ready = {
-            line.split()[0] for line in done.stdout.splitlines() if len(line.split()) > 1 and line.split()[1] == "Ready"
-        }
-        not_ready = sorted(expected - ready)
+    while True:
+        done = _remote(connections[master], "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes --no-headers")
+        status = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines() if len(line.split()) > 1}
+        not_ready = sorted(name for name in expected if status.get(name) != "Ready")
         if not not_ready:
             return []
+        if time.monotonic() >= deadline:
+            break
         time.sleep(5)
-    return [f"{name}: not Ready after {READY_TIMEOUT} s (`kubectl describe node {name}`)" for name in not_ready]
+    if done.returncode != 0:
+        error = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return [f"the API server does not answer after {READY_TIMEOUT} s: `kubectl get nodes` on {master}: {error}"]
+    return [
+        f"{name}: {status.get(name, 'not registered')} after {READY_TIMEOUT} s (`kubectl describe node {name}`)"
+        for name in not_ready
+    ]
 
 
 def destroy(lab: LabDir, out: TextIO | None = None, reset: bool = False) -> bool:

@@ -36,3 +36,33 @@ def test_a_kubelet_that_never_settles_is_reported_as_it_is(monkeypatch: pytest.M
     monkeypatch.setattr(lifecycle, "KUBELET_TIMEOUT", -1)
     monkeypatch.setattr(lifecycle, "_remote", lambda _connection, _command: next(answers(["activating"])))
     assert lifecycle._kubelet_state(object()) == "activating"
+
+
+def ready_check(monkeypatch: pytest.MonkeyPatch, answer: subprocess.CompletedProcess[str]) -> list[str]:
+    """_not_ready against one kubectl answer, with no time to wait."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(lifecycle, "READY_TIMEOUT", -1)
+    monkeypatch.setattr(lifecycle, "_remote", lambda _connection, _command: answer)
+    plan = SimpleNamespace(init_master=SimpleNamespace(name="master-1"))
+    return lifecycle._not_ready(plan, {"master-1": object()}, {"master-1", "worker-1"})  # type: ignore[arg-type]
+
+
+def test_nodes_that_are_not_ready_are_named_with_their_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    nodes = "master-1   Ready      control-plane   5m   v1.36.3\nworker-2   NotReady   <none>   5m   v1.36.3\n"
+    problems = ready_check(monkeypatch, subprocess.CompletedProcess([], 0, stdout=nodes, stderr=""))
+    assert problems == ["worker-1: not registered after -1 s (`kubectl describe node worker-1`)"]
+
+
+def test_all_ready_is_no_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    nodes = "master-1 Ready control-plane 5m v1.36.3\nworker-1 Ready <none> 5m v1.36.3\n"
+    assert ready_check(monkeypatch, subprocess.CompletedProcess([], 0, stdout=nodes, stderr="")) == []
+
+
+def test_an_api_server_that_does_not_answer_is_reported_with_kubectls_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    error = "E1205 memcache.go:265] couldn't get current server API group list\n"
+    error += "The connection to the server 10.0.0.10:6443 was refused"
+    problems = ready_check(monkeypatch, subprocess.CompletedProcess([], 1, stdout="", stderr=error))
+    assert len(problems) == 1
+    assert "master-1" in problems[0] and "10.0.0.10:6443 was refused" in problems[0]
+    assert "memcache" not in problems[0]
