@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,8 +20,9 @@ from provisioner.progress import PhaseProgress, format_seconds
 from provisioner.providers.base import Provider, ProviderError
 from provisioner.state import LabLock, LabLockedError, LabState, kubeconfig_file, load_state, save_state
 
-READY_TIMEOUT = 180  # seconds `resume` waits for nodes to report Ready
-KUBELET_TIMEOUT = 90  # seconds `resume` gives a starting kubelet to become active
+SETTLE_TIMEOUT = 180  # seconds `resume` waits for nodes to be Ready and system pods to run again
+UNIT_TIMEOUT = 90  # seconds `resume` gives a starting unit (kubelet, haproxy) to become active
+LB_UNITS = ("haproxy", "keepalived")  # what the loadbalancer phase runs on the LB nodes
 # Spec keys about one run of `up`, not the lab: changing them never counts as changing the lab.
 RUN_OPTIONS = frozenset({"skip_network_check"})
 
@@ -370,7 +372,8 @@ def halt(lab: LabDir, out: TextIO | None = None) -> None:
 
 
 def resume(lab: LabDir, out: TextIO | None = None) -> int:
-    """Start a halted lab, then check what a restart breaks: swap, kubelet, node readiness."""
+    """Start a halted lab, then check what a restart breaks: swap, the load balancer, kubelets, nodes and
+    system pods."""
     from provisioner.render import write_connections
 
     out = out or sys.stdout
@@ -379,20 +382,29 @@ def resume(lab: LabDir, out: TextIO | None = None) -> int:
     with LabLock(lab, "resume"):
         provider = provider_for(plan, lab)
         provider.check()
+        # Containers that ran before the halt started before this (margin for a VM clock a little behind).
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
         with PhaseProgress("resume", "machines up", stream=out) as bar:
             provider.resume(lambda node, message: bar.update(f"{node}: {message}"))
             connections = provider.connections()
             bar.finish(True, f"{len(connections)} node(s) running")
         write_connections(lab, connections)
-        problems = after_restart_problems(plan, state, connections)
+        with PhaseProgress("health", "checks after the restart", stream=out) as bar:
+            problems = after_restart_problems(plan, state, connections, since, bar.update)
+            bar.finish(not problems, f"{len(problems)} problem(s)" if problems else "")
     if problems:
         print("the lab is running but not healthy:", file=out)
         print("\n".join(f"  {problem}" for problem in problems), file=out)
         return 1
     checked = [
         text
-        for phase, text in (("prepare", "swap off"), ("control-plane", "kubelet active"), ("cni", "nodes Ready"))
-        if state.is_done(phase)
+        for phase, text in (
+            ("prepare", "swap off"),
+            ("loadbalancer", "load balancer active"),
+            ("control-plane", "kubelet active"),
+            ("cni", "nodes Ready, system pods running"),
+        )
+        if state.is_done(phase) and (phase != "loadbalancer" or any(n.role == "lb" for n in plan.nodes))
     ]
     print(f"lab '{plan.spec.name}' is running" + (f": {', '.join(checked)}" if checked else ""), file=out)
     return 0
@@ -405,63 +417,86 @@ def _remote(connection, command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
-def after_restart_problems(plan: Plan, state: LabState, connections: dict) -> list[str]:
-    """What is wrong after a restart; checks only what the finished phases set up."""
+def after_restart_problems(
+    plan: Plan, state: LabState, connections: dict, since: str, report: Callable[[str], None] = lambda _what: None
+) -> list[str]:
+    """What is wrong after a restart that began at `since` (UTC, RFC 3339); checks only what the finished
+    phases set up."""
     problems = []
     joined = {n.name for n in plan.masters} if state.is_done("control-plane") else set()
     if state.is_done("workers"):
         joined |= {n.name for n in plan.workers}
-    k8s_nodes = [n for n in plan.nodes if n.role != "lb"]
-    for node in k8s_nodes:
+    for node in plan.nodes:
         connection = connections.get(node.name)
         if connection is None:
             problems.append(f"{node.name}: not running")
             continue
-        if state.is_done("prepare"):
-            swap = _remote(connection, "swapon --noheadings --show").stdout.strip()
-            if swap:
-                problems.append(f"{node.name}: swap is on again ({swap.splitlines()[0]}); kubelet will not start")
-        if node.name in joined:
-            active = _kubelet_state(connection)
+        report(f"{node.name}: services")
+        if node.role == "lb":
+            units = LB_UNITS if state.is_done("loadbalancer") else ()
+        else:
+            units = ("kubelet",) if node.name in joined else ()
+            if state.is_done("prepare"):
+                swap = _remote(connection, "swapon --noheadings --show").stdout.strip()
+                if swap:
+                    problems.append(f"{node.name}: swap is on again ({swap.splitlines()[0]}); kubelet will not start")
+        for unit in units:
+            active = _unit_state(connection, unit)
             if active != "active":
-                problems.append(f"{node.name}: kubelet is {active or 'not running'} (`journalctl -u kubelet`)")
+                problems.append(f"{node.name}: {unit} is {active or 'not running'} (`journalctl -u {unit}`)")
     if joined and not problems and state.is_done("cni"):  # without the pod network no node is Ready
-        problems += _not_ready(plan, connections, joined)
+        problems += _not_settled(plan, connections, joined, since, report)
     return problems
 
 
-def _kubelet_state(connection) -> str:
-    """The kubelet's unit state once it settles: right after boot it may be `activating` (starting, or waiting
-    to restart after a start that came before containerd was up) for up to KUBELET_TIMEOUT seconds."""
-    deadline = time.monotonic() + KUBELET_TIMEOUT
+def _unit_state(connection, unit: str) -> str:
+    """A systemd unit's state once it settles: right after boot it may be `activating` (starting, or waiting
+    to restart, e.g. a kubelet started before containerd was up) for up to UNIT_TIMEOUT seconds."""
+    deadline = time.monotonic() + UNIT_TIMEOUT
     while True:
-        state = _remote(connection, "systemctl is-active kubelet").stdout.strip()
+        state = _remote(connection, f"systemctl is-active {unit}").stdout.strip()
         if state == "active" or state not in ("activating", "reloading") or time.monotonic() > deadline:
             return state
         time.sleep(2)
 
 
-def _not_ready(plan: Plan, connections: dict, expected: set[str]) -> list[str]:
-    """Wait up to READY_TIMEOUT for every expected node to be Ready; the ones that are not, or why kubectl on
-    the first master could not tell."""
-    master = plan.init_master.name
-    deadline = time.monotonic() + READY_TIMEOUT
+def _not_settled(
+    plan: Plan, connections: dict, expected: set[str], since: str, report: Callable[[str], None]
+) -> list[str]:
+    """Wait up to SETTLE_TIMEOUT for every expected node to be Ready and every kube-system and CNI pod to run
+    again; what is still wrong then."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
     while True:
-        done = _remote(connections[master], "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes --no-headers")
-        status = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines() if len(line.split()) > 1}
-        not_ready = sorted(name for name in expected if status.get(name) != "Ready")
-        if not not_ready:
+        problems = _cluster_problems(plan, connections[plan.init_master.name], expected, since)
+        if not problems:
             return []
+        report(f"waiting: {problems[0]}")
         if time.monotonic() >= deadline:
-            break
+            return [f"after {SETTLE_TIMEOUT} s: {problem}" for problem in problems]
         time.sleep(5)
-    if done.returncode != 0:
-        error = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-        return [f"the API server does not answer after {READY_TIMEOUT} s: `kubectl get nodes` on {master}: {error}"]
-    return [
-        f"{name}: {status.get(name, 'not registered')} after {READY_TIMEOUT} s (`kubectl describe node {name}`)"
-        for name in not_ready
-    ]
+
+
+def _cluster_problems(plan: Plan, connection, expected: set[str], since: str) -> list[str]:
+    """Nodes that are not Ready; else pods of kube-system and the CNI that do not run, or that still show the
+    status they had before the restart (a container not started since `since`)."""
+    from provisioner.checks import kubectl_json
+
+    kubectl = "kubectl --kubeconfig /etc/kubernetes/admin.conf"
+    nodes = _remote(connection, f"{kubectl} get nodes --no-headers")
+    if nodes.returncode != 0:
+        error = (nodes.stderr.strip().splitlines() or [f"exit code {nodes.returncode}"])[-1]
+        return [f"the API server does not answer: `kubectl get nodes` on {plan.init_master.name}: {error}"]
+    status = {line.split()[0]: line.split()[1] for line in nodes.stdout.splitlines() if len(line.split()) > 1}
+    not_ready = sorted(name for name in expected if status.get(name) != "Ready")
+    if not_ready:
+        return [f"{name}: {status.get(name, 'not registered')} (`kubectl describe node {name}`)" for name in not_ready]
+    pods = _remote(connection, f"{kubectl} get pods --all-namespaces -o json")
+    if pods.returncode != 0:
+        return [f"`kubectl get pods` on {plan.init_master.name} failed: {pods.stderr.strip()[-300:]}"]
+    namespaces = ("kube-system", *kubectl_json.CNI_NAMESPACES.get(plan.spec.cni, ()))
+    problems = kubectl_json.pod_problems(pods.stdout, namespaces)
+    stale = [pod for node in sorted(expected) for pod in kubectl_json.stale_pods(pods.stdout, node, since, namespaces)]
+    return problems + [f"{pod}: not started again since the restart" for pod in stale]
 
 
 def destroy(lab: LabDir, out: TextIO | None = None, reset: bool = False) -> bool:

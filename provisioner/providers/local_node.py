@@ -105,6 +105,23 @@ def launcher_script(netns: str, cgroups: list[Path], init: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sysctl_lines(root: str, proc_sys: str = "/proc/sys") -> list[str]:
+    """Shell lines that apply the node's own persistent net.* kernel parameters (/etc/sysctl.conf, then
+    /etc/sysctl.d/*.conf) to its network namespace, as systemd-sysctl does at boot on a machine. That unit is
+    masked here because the other keys are the host's; net.* keys belong to the namespace, which is new on
+    every start, so without this a restarted node loses what the phases set (ip_nonlocal_bind for haproxy)."""
+    pattern = r"s/^[[:space:]]*-?(net\.[^=[:space:]]+)[[:space:]]*=[[:space:]]*(.*[^[:space:]])[[:space:]]*$/\1 \2/p"
+    return [
+        f"for conf in {root}/etc/sysctl.conf {root}/etc/sysctl.d/*.conf; do",
+        '  [ -f "$conf" ] || continue',
+        f'  sed -En {shlex.quote(pattern)} "$conf" | while read -r key value; do',
+        f'    file={shlex.quote(proc_sys)}/$(echo "$key" | tr . /)',
+        '    echo "$value" 2>/dev/null > "$file" || echo "kubelab: cannot set $key from $conf" >&2',
+        "  done",
+        "done",
+    ]
+
+
 def init_script(files: NodeFiles, base: Path, hostname: str) -> str:
     """Inside the node's namespaces: mount its root and what systemd needs, pivot into it, exec systemd."""
     q = shlex.quote
@@ -125,6 +142,7 @@ def init_script(files: NodeFiles, base: Path, hostname: str) -> str:
         f"mount -t overlay overlay -o lowerdir={q(str(base))},upperdir={q(str(files.upper))},"
         f"workdir={q(str(files.work))} {root}",
     ]
+    lines += sysctl_lines(root)
     for name in HOST_DIRS:
         target = f"{root}/var/lib/{name}"
         lines += [f"mkdir -p {target}", f"mount --bind {q(str(files.host_dir(name)))} {target}"]

@@ -266,5 +266,6 @@ def test_halt_then_resume_brings_the_cluster_back(lab: Lab) -> None:
     assert halt.returncode == 0, halt.stderr
     resume = lab.cli("resume", "--name", NAME, timeout=1200)
     assert resume.returncode == 0, resume.stdout[-4000:] + resume.stderr[-2000:]
+    assert "nodes Ready, system pods running" in resume.stdout, resume.stdout[-2000:]
     readyz = lab.kubectl("get", "--raw", "/readyz")
     assert (readyz.returncode, readyz.stdout.strip()) == (0, "ok"), readyz.stderr

@@ -97,6 +97,12 @@ def test_up_until_status_resume_from_halt_destroy(home: Path) -> None:
     ssh = kubelab(home, "ssh", "--name", NAME, "worker-1", "--", "cat /root/user-data; systemctl is-system-running")
     assert ssh.stdout.split() == ["mine", "running"], ssh.stderr
 
+    # A net.* kernel parameter persisted in /etc/sysctl.d (as the haproxy role does with ip_nonlocal_bind,
+    # default 0) survives the restart of the node's network namespace.
+    persist = (
+        "echo 'net.ipv4.ip_nonlocal_bind = 1' > /etc/sysctl.d/95-user.conf && sysctl -qw net.ipv4.ip_nonlocal_bind=1"
+    )
+    assert kubelab(home, "ssh", "--name", NAME, "worker-1", "--", persist).returncode == 0
     halt = kubelab(home, "halt", "--name", NAME)
     assert halt.returncode == 0, halt.stderr
     halted = json.loads(kubelab(home, "status", "--name", NAME, "--json").stdout)
@@ -106,6 +112,8 @@ def test_up_until_status_resume_from_halt_destroy(home: Path) -> None:
     assert "is running: swap off" in resume.stdout
     ssh = kubelab(home, "ssh", "--name", NAME, "master-1", "--", "systemctl", "is-active", "containerd")
     assert ssh.stdout.strip() == "active", ssh.stderr
+    ssh = kubelab(home, "ssh", "--name", NAME, "worker-1", "--", "sysctl -n net.ipv4.ip_nonlocal_bind")
+    assert ssh.stdout.strip() == "1", ssh.stdout + ssh.stderr
 
     not_hosts = kubelab(home, "destroy", "--name", NAME, "--yes", "--reset")
     assert not_hosts.returncode == 1 and "--reset is for --provider hosts labs" in not_hosts.stderr
