@@ -170,6 +170,30 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     return 0 if destroyed or not lab.root.exists() else 1  # a failed --reset keeps the lab folder
 
 
+def cmd_etcd_snapshot(args: argparse.Namespace) -> int:
+    from provisioner import etcd_backup
+
+    etcd_backup.snapshot(_lab_dir(args), args.out)
+    return 0
+
+
+def cmd_etcd_restore(args: argparse.Namespace) -> int:
+    from provisioner import etcd_backup
+
+    lab = _lab_dir(args)
+    problem = etcd_backup.snapshot_problem(args.file)
+    if problem:  # before the question: a file that cannot be restored changes nothing
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    if not args.yes:
+        answer = input(f"replace the etcd data of lab '{lab.root.name}' with {args.file}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing restored")
+            return 1
+    etcd_backup.restore(lab, args.file)
+    return 0
+
+
 def cmd_kubeconfig(args: argparse.Namespace) -> int:
     from provisioner import kubeconfig
 
@@ -284,6 +308,20 @@ def _artifacts_parser(sub) -> None:  # sub: argparse subparsers
         action.set_defaults(func=func)
 
 
+def _etcd_parser(sub) -> None:  # sub: argparse subparsers
+    etcd = sub.add_parser("etcd", help="etcd backups of the lab's control plane: snapshot, restore")
+    commands = etcd.add_subparsers(dest="etcd_command", metavar="ACTION", required=True)
+    snapshot = commands.add_parser("snapshot", help="save a snapshot (0600) and print its revision and hash")
+    _lab_arguments(snapshot)
+    snapshot.add_argument("--out", type=Path, metavar="FILE", help="default: LAB/etcd/snapshot-TIME.db")
+    snapshot.set_defaults(func=cmd_etcd_snapshot)
+    restore = commands.add_parser("restore", help="replace etcd's data on every master with a snapshot")
+    _lab_arguments(restore)
+    restore.add_argument("file", type=Path, metavar="FILE", help="a snapshot from `kubelab etcd snapshot`")
+    restore.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    restore.set_defaults(func=cmd_etcd_restore)
+
+
 def _cache_parser(sub) -> None:  # sub: argparse subparsers
     cache = sub.add_parser("cache", help="the host's apt cache shared by all labs: start, stop, status")
     commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
@@ -337,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     _lab_arguments(halt)
     halt.set_defaults(func=cmd_halt)
 
-    resume = sub.add_parser("resume", help="start a halted lab and check swap, kubelet and node readiness")
+    resume = sub.add_parser(
+        "resume", help="start a halted lab and wait until its load balancer, nodes and pods are back"
+    )
     _lab_arguments(resume)
     resume.set_defaults(func=cmd_resume)
 
@@ -365,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     failover = test_sub.add_parser("failover", help="stop the VIP holder and a master; the API must stay up")
     _lab_arguments(failover)
     failover.set_defaults(func=cmd_test_failover)
+    _etcd_parser(sub)
     _artifacts_parser(sub)
     _cache_parser(sub)
     return parser

@@ -18,6 +18,7 @@ from provisioner.lab import LabDir
 from provisioner.plan import Plan, make_plan
 from provisioner.progress import PhaseProgress, format_seconds
 from provisioner.providers.base import Provider, ProviderError
+from provisioner.remote import run_on
 from provisioner.state import LabLock, LabLockedError, LabState, kubeconfig_file, load_state, save_state
 
 SETTLE_TIMEOUT = 180  # seconds `resume` waits for nodes to be Ready and system pods to run again
@@ -410,13 +411,6 @@ def resume(lab: LabDir, out: TextIO | None = None) -> int:
     return 0
 
 
-def _remote(connection, command: str) -> subprocess.CompletedProcess[str]:
-    prefix = "" if connection.user == "root" else "sudo -n "
-    argv = connection.ssh_argv([prefix + command])
-    argv[1:1] = ["-oBatchMode=yes", "-oConnectTimeout=15"]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-
-
 def after_restart_problems(
     plan: Plan, state: LabState, connections: dict, since: str, report: Callable[[str], None] = lambda _what: None
 ) -> list[str]:
@@ -437,7 +431,7 @@ def after_restart_problems(
         else:
             units = ("kubelet",) if node.name in joined else ()
             if state.is_done("prepare"):
-                swap = _remote(connection, "swapon --noheadings --show").stdout.strip()
+                swap = run_on(connection, "swapon --noheadings --show").stdout.strip()
                 if swap:
                     problems.append(f"{node.name}: swap is on again ({swap.splitlines()[0]}); kubelet will not start")
         for unit in units:
@@ -454,7 +448,7 @@ def _unit_state(connection, unit: str) -> str:
     to restart, e.g. a kubelet started before containerd was up) for up to UNIT_TIMEOUT seconds."""
     deadline = time.monotonic() + UNIT_TIMEOUT
     while True:
-        state = _remote(connection, f"systemctl is-active {unit}").stdout.strip()
+        state = run_on(connection, f"systemctl is-active {unit}").stdout.strip()
         if state == "active" or state not in ("activating", "reloading") or time.monotonic() > deadline:
             return state
         time.sleep(2)
@@ -482,7 +476,7 @@ def _cluster_problems(plan: Plan, connection, expected: set[str], since: str) ->
     from provisioner.checks import kubectl_json
 
     kubectl = "kubectl --kubeconfig /etc/kubernetes/admin.conf"
-    nodes = _remote(connection, f"{kubectl} get nodes --no-headers")
+    nodes = run_on(connection, f"{kubectl} get nodes --no-headers")
     if nodes.returncode != 0:
         error = (nodes.stderr.strip().splitlines() or [f"exit code {nodes.returncode}"])[-1]
         return [f"the API server does not answer: `kubectl get nodes` on {plan.init_master.name}: {error}"]
@@ -490,7 +484,7 @@ def _cluster_problems(plan: Plan, connection, expected: set[str], since: str) ->
     not_ready = sorted(name for name in expected if status.get(name) != "Ready")
     if not_ready:
         return [f"{name}: {status.get(name, 'not registered')} (`kubectl describe node {name}`)" for name in not_ready]
-    pods = _remote(connection, f"{kubectl} get pods --all-namespaces -o json")
+    pods = run_on(connection, f"{kubectl} get pods --all-namespaces -o json")
     if pods.returncode != 0:
         return [f"`kubectl get pods` on {plan.init_master.name} failed: {pods.stderr.strip()[-300:]}"]
     namespaces = ("kube-system", *kubectl_json.CNI_NAMESPACES.get(plan.spec.cni, ()))

@@ -11,6 +11,8 @@ One lab serves the whole module; the tests run in order, the disruptive ones las
 5. Each cluster check fails, naming what broke, when its subject is broken, and passes again once restored.
 6. `kubelab test failover`: VIP holder and a master stopped, the API keeps answering through the VIP.
 7. `halt` then `resume`: the cluster comes back and resume's checks pass.
+8. `kubelab etcd snapshot`, a ConfigMap deleted, `kubelab etcd restore`: the ConfigMap is back, etcd has its
+   three healthy members and the cluster checks pass; a damaged snapshot is refused before anything changes.
 The lab is destroyed at the end, also after a failure, and must leave nothing on the host.
 """
 
@@ -269,3 +271,31 @@ def test_halt_then_resume_brings_the_cluster_back(lab: Lab) -> None:
     assert "nodes Ready, system pods running" in resume.stdout, resume.stdout[-2000:]
     readyz = lab.kubectl("get", "--raw", "/readyz")
     assert (readyz.returncode, readyz.stdout.strip()) == (0, "ok"), readyz.stderr
+
+
+def test_etcd_restore_brings_back_what_the_snapshot_held(lab: Lab, tmp_path: Path) -> None:
+    probe = ("-n", "default", "configmap", "kubelab-restore-probe")
+    assert lab.kubectl("create", *probe, "--from-literal=kept=yes").returncode == 0
+    snap = lab.cli("etcd", "snapshot", "--name", NAME, timeout=600)
+    assert snap.returncode == 0, snap.stdout + snap.stderr
+    path = Path(re.search(r"from master-1: (\S+)\n", snap.stdout).group(1))  # type: ignore[union-attr]
+    assert path.parent == lab.root / "etcd" and (path.stat().st_mode & 0o777) == 0o600
+    assert re.search(r"mode 0600, revision \d+, hash 0x[0-9a-f]{8}, \d+ keys", snap.stdout), snap.stdout
+
+    damaged = tmp_path / "damaged.db"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    refused = lab.cli("etcd", "restore", str(damaged), "--name", NAME, "--yes")
+    assert refused.returncode == 1 and "does not verify" in refused.stderr, refused.stdout + refused.stderr
+
+    assert lab.kubectl("delete", *probe).returncode == 0
+    assert lab.kubectl("get", *probe).returncode != 0
+    restore = lab.cli("etcd", "restore", str(path), "--name", NAME, "--yes", timeout=1500)
+    assert restore.returncode == 0, restore.stdout[-3000:] + restore.stderr[-2000:]
+    kept = lab.kubectl("get", *probe, "-o", "jsonpath={.data.kept}")
+    assert (kept.returncode, kept.stdout) == (0, "yes"), kept.stderr
+    members = lab.etcd_members()
+    assert sorted(m.get("name", "") for m in members) == sorted(MASTERS), members
+    verify = lab.cli("verify", "--name", NAME, "--only", "cluster", timeout=1200)
+    assert verify.returncode == 0, verify.stdout[-5000:]

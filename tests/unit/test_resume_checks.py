@@ -23,19 +23,19 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_kubelet_that_is_still_activating_after_boot_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
     states = answers(["activating", "activating", "active"])
-    monkeypatch.setattr(lifecycle, "_remote", lambda _connection, _command: next(states))
+    monkeypatch.setattr(lifecycle, "run_on", lambda _connection, _command: next(states))
     assert lifecycle._unit_state(object(), "kubelet") == "active"
 
 
 def test_a_failed_kubelet_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     states = answers(["failed", "active"])
-    monkeypatch.setattr(lifecycle, "_remote", lambda _connection, _command: next(states))
+    monkeypatch.setattr(lifecycle, "run_on", lambda _connection, _command: next(states))
     assert lifecycle._unit_state(object(), "kubelet") == "failed"
 
 
 def test_a_kubelet_that_never_settles_is_reported_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lifecycle, "UNIT_TIMEOUT", -1)
-    monkeypatch.setattr(lifecycle, "_remote", lambda _connection, _command: next(answers(["activating"])))
+    monkeypatch.setattr(lifecycle, "run_on", lambda _connection, _command: next(answers(["activating"])))
     assert lifecycle._unit_state(object(), "kubelet") == "activating"
 
 
@@ -66,7 +66,7 @@ def settle_check(
         return subprocess.CompletedProcess([], 0, stdout=json.dumps({"items": pods or []}), stderr="")
 
     monkeypatch.setattr(lifecycle, "SETTLE_TIMEOUT", -1)
-    monkeypatch.setattr(lifecycle, "_remote", remote)
+    monkeypatch.setattr(lifecycle, "run_on", remote)
     plan = SimpleNamespace(init_master=SimpleNamespace(name="master-1"), spec=SimpleNamespace(cni="flannel"))
     return lifecycle._not_settled(plan, {"master-1": object()}, {"master-1", "worker-1"}, SINCE, lambda _what: None)  # type: ignore[arg-type]
 
@@ -121,7 +121,7 @@ def test_a_failed_haproxy_on_a_load_balancer_is_reported(monkeypatch: pytest.Mon
         return subprocess.CompletedProcess([], 0, stdout="" if command.startswith("swapon") else answer, stderr="")
 
     calls: list[tuple[str, str]] = []
-    monkeypatch.setattr(lifecycle, "_remote", remote)
+    monkeypatch.setattr(lifecycle, "run_on", remote)
     nodes = [SimpleNamespace(name=name, role=role) for name, role in (("lb-1", "lb"), ("master-1", "master"))]
     plan = SimpleNamespace(nodes=nodes, masters=nodes[1:], workers=[])
     done = {"prepare", "loadbalancer", "control-plane"}

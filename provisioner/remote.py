@@ -1,0 +1,33 @@
+"""One command on a lab node over the lab's own SSH connection (non-interactive, as root)."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import IO
+
+from provisioner.providers.base import Connection
+
+
+def run_on(
+    connection: Connection,
+    command: str,
+    timeout: float = 120,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[bytes] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`command` through the node's shell, as root (sudo when the login is not root). `stdin` and `stdout`
+    (binary files) stream data to and from it; without `stdout` the output is captured as text."""
+    prefix = "" if connection.user == "root" else "sudo -n "
+    argv = connection.ssh_argv([prefix + command])
+    argv[1:1] = ["-oBatchMode=yes", "-oConnectTimeout=15"]
+    if stdin is None and stdout is None:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        argv,
+        stdin=stdin or subprocess.DEVNULL,
+        stdout=stdout or subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=timeout,
+    )
+    text = done.stdout.decode(errors="replace") if stdout is None else ""
+    return subprocess.CompletedProcess(argv, done.returncode, text, done.stderr.decode(errors="replace"))
