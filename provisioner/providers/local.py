@@ -75,6 +75,11 @@ class LocalProvider(Provider):
     def _veth(self, node: str) -> str:
         return local_network.veth_name(self.lab_name, node)
 
+    def _artifacts(self) -> Path | None:
+        """The lab's artifacts folder, which every node sees read-only (the phases install from it in place)."""
+        folder = self.plan.spec.artifacts
+        return Path(folder).expanduser().resolve() if folder else None
+
     def _state(self) -> LocalState:
         return LocalState(self.state_dir / "state.json")
 
@@ -119,7 +124,8 @@ class LocalProvider(Provider):
                 list(pool.map(lambda n: self._wait_ready(state, n, started, progress), self.plan.nodes))
             self.last_ready_seconds = time.monotonic() - started
             render.write_connections(self.lab, self.connections())
-            render.write_provider_vars(self.lab, PROVIDER_VARS)
+            shared = {"artifacts_shared_dir": local_node.SHARED_ARTIFACTS} if self._artifacts() else {}
+            render.write_provider_vars(self.lab, {**PROVIDER_VARS, **shared})
             progress(self.lab_name, f"all {len(self.plan.nodes)} nodes ready in {self.last_ready_seconds:.1f} s")
 
     def status(self) -> list[NodeStatus]:
@@ -305,7 +311,7 @@ class LocalProvider(Provider):
         progress(node.name, f"starting ({node.ip})")
         local_network.add_netns(netns)
         local_network.plug_node(netns, veth, self.bridge, node.ip, self.plan.spec.node_subnet, self.plan.spec.mtu)
-        local_node.start(files, netns, cgroups, base, node.name)
+        local_node.start(files, netns, cgroups, base, node.name, self._artifacts())
 
     def _stop_node(self, state: LocalState, name: str, graceful: float) -> bool:
         record = state.node(name)

@@ -18,6 +18,8 @@ from provisioner.providers.base import ProviderError
 HOST_DIRS = ("containerd", "kubelet", "etcd")
 SHUTDOWN_COMM = "systemd-shutdow"  # /proc/PID/comm of systemd-shutdown (names are cut to 15 characters)
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Where a node sees the lab's artifacts folder (read-only), so the phases install from it without copying.
+SHARED_ARTIFACTS = "/var/lib/kubelab/host-artifacts"
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,9 @@ def sysctl_lines(root: str, proc_sys: str = "/proc/sys") -> list[str]:
     ]
 
 
-def init_script(files: NodeFiles, base: Path, hostname: str) -> str:
-    """Inside the node's namespaces: mount its root and what systemd needs, pivot into it, exec systemd."""
+def init_script(files: NodeFiles, base: Path, hostname: str, artifacts: Path | None = None) -> str:
+    """Inside the node's namespaces: mount its root and what systemd needs (and the artifacts folder, read-only,
+    at SHARED_ARTIFACTS), pivot into it, exec systemd."""
     q = shlex.quote
     root = q(str(files.root))
     seed = files.seed
@@ -146,6 +149,10 @@ def init_script(files: NodeFiles, base: Path, hostname: str) -> str:
     for name in HOST_DIRS:
         target = f"{root}/var/lib/{name}"
         lines += [f"mkdir -p {target}", f"mount --bind {q(str(files.host_dir(name)))} {target}"]
+    if artifacts is not None:
+        target = f"{root}{SHARED_ARTIFACTS}"
+        lines += [f"mkdir -p {target}", f"mount --bind {q(str(artifacts))} {target}"]
+        lines.append(f"mount -o remount,bind,ro {target}")
     lines += [
         f"cd {root}",
         "mount -t proc proc proc",
@@ -185,11 +192,13 @@ def init_script(files: NodeFiles, base: Path, hostname: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def start(files: NodeFiles, netns: str, cgroups: list[Path], base: Path, hostname: str) -> None:
+def start(
+    files: NodeFiles, netns: str, cgroups: list[Path], base: Path, hostname: str, artifacts: Path | None = None
+) -> None:
     """Write the boot scripts and start the node detached (it outlives kubelab)."""
     launcher = files.dir / "boot.sh"
     init = files.dir / "init.sh"
-    init.write_text(init_script(files, base, hostname))
+    init.write_text(init_script(files, base, hostname, artifacts))
     launcher.write_text(launcher_script(netns, cgroups, init))
     files.pid_file.unlink(missing_ok=True)
     with files.log.open("ab") as log:

@@ -116,9 +116,25 @@ def build_folder(folder: Path, work: Path) -> dict[str, str]:
     return versions
 
 
+# master-1 installs from the folder as the local provider shares it (read-only mount); worker-1 as on any
+# other provider, each file copied over SSH first.
+PLAYBOOK = """\
+- hosts: master-1
+  become: true
+  roles:
+    - role: artifacts
+- hosts: worker-1
+  become: true
+  roles:
+    - role: artifacts
+      vars:
+        artifacts_shared_dir: ""
+"""
+
+
 def run_role(lab, playbook_dir: Path) -> subprocess.CompletedProcess[str]:
     playbook = playbook_dir / "artifacts.yml"
-    playbook.write_text("- hosts: k8s_cluster\n  become: true\n  roles:\n    - role: artifacts\n")
+    playbook.write_text(PLAYBOOK)
     return lab.playbook(playbook)
 
 
@@ -155,9 +171,9 @@ def test_role_installs_and_imports_from_the_folder_with_egress_dropped(local_lab
     folder, work = tmp_path / "artifacts", tmp_path / "work"
     work.mkdir()
     deb_versions = build_folder(folder, work)
-    lab = local_lab(name="it-offline", node_subnet=SUBNET, masters=1, workers=0, artifacts=str(folder))
-    node = "master-1"
-    assert lab.ssh(node, "command -v ctr containerd").returncode != 0  # nothing installed before the role
+    lab = local_lab(name="it-offline", node_subnet=SUBNET, masters=1, workers=1, artifacts=str(folder))
+    for node in ("master-1", "worker-1"):
+        assert lab.ssh(node, "command -v ctr containerd").returncode != 0  # nothing installed before the role
     try:
         egress(block=True)
         first = run_role(lab, work)
@@ -170,18 +186,26 @@ def test_role_installs_and_imports_from_the_folder_with_egress_dropped(local_lab
     finally:
         egress(block=False)
 
-    for name, version in deb_versions.items():
-        installed = lab.ssh(node, ["dpkg-query", "--show", "--showformat=${Version}", name], check=True).stdout
-        assert installed == version
-    assert lab.ssh(node, "kubelet --version").stdout.strip() == "kubelet stand-in --version"
-    unit = lab.ssh(node, "systemctl cat kubelet", check=True).stdout
-    assert "kubelet.service.d/10-kubeadm.conf" in unit
-    assert "ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS" in unit
-    assert lab.ssh(node, "test -x /opt/cni/bin/loopback").returncode == 0
-    images = lab.ssh(node, "ctr -n k8s.io images list --quiet", check=True).stdout.split()
-    assert IMAGE in images
-    run = lab.ssh(node, f"ctr -n k8s.io run --rm {IMAGE} it-offline-probe /bin/busybox echo hello-from-the-folder")
-    assert run.returncode == 0 and run.stdout.strip() == "hello-from-the-folder", run.stderr
+    for node in ("master-1", "worker-1"):
+        for name, version in deb_versions.items():
+            installed = lab.ssh(node, ["dpkg-query", "--show", "--showformat=${Version}", name], check=True).stdout
+            assert installed == version
+        assert lab.ssh(node, "kubelet --version").stdout.strip() == "kubelet stand-in --version"
+        unit = lab.ssh(node, "systemctl cat kubelet", check=True).stdout
+        assert "kubelet.service.d/10-kubeadm.conf" in unit
+        assert "ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS" in unit
+        assert lab.ssh(node, "test -x /opt/cni/bin/loopback").returncode == 0
+        images = lab.ssh(node, "ctr -n k8s.io images list --quiet", check=True).stdout.split()
+        assert IMAGE in images
+        probe = f"ctr -n k8s.io run --rm {IMAGE} it-offline-probe /bin/busybox echo hello-from-the-folder"
+        run = lab.ssh(node, probe)
+        assert run.returncode == 0 and run.stdout.strip() == "hello-from-the-folder", run.stderr
+    # The shared folder is read-only on the node and nothing was copied there; the other node got copies.
+    mount = lab.ssh("master-1", "findmnt --noheadings --output OPTIONS /var/lib/kubelab/host-artifacts").stdout
+    assert mount.split(",")[0] == "ro", mount
+    assert lab.ssh("master-1", "test -e /var/cache/kubelab/artifacts").returncode != 0
+    assert lab.ssh("worker-1", "ls /var/cache/kubelab/artifacts/debs").stdout.split()
+    node = "master-1"
 
     # The export step of `kubelab artifacts fetch`, with both tools, on the locally built image.
     (exported,) = artifacts.export_commands(
