@@ -25,7 +25,7 @@ from provisioner.checks import kubectl_json
 from provisioner.checks.kube import ETCDCTL_TLS
 from provisioner.lab import LabDir
 from provisioner.lifecycle import LabError, load_lab, provider_for
-from provisioner.plan import Plan
+from provisioner.plan import Node, Plan
 from provisioner.progress import PhaseProgress
 from provisioner.providers.base import Connection
 from provisioner.remote import run_on
@@ -153,7 +153,7 @@ def restore(lab: LabDir, file: Path, out: TextIO | None = None) -> None:
     cluster = ",".join(f"{m.name}=https://{m.ip}:{PEER_PORT}" for m in plan.masters)
     token = f"kubelab-restore-{int(time.time())}"
 
-    def each(step: str, command) -> None:
+    def each(step: str, command: Callable[[Node], str]) -> None:
         with ThreadPoolExecutor(max_workers=len(plan.masters)) as pool:
             results = list(pool.map(lambda m: (m.name, run_on(masters[m.name], command(m), timeout=600)), plan.masters))
         failed = [f"{name}: {(r.stderr.strip().splitlines() or ['?'])[-1]}" for name, r in results if r.returncode]
@@ -173,7 +173,7 @@ def restore(lab: LabDir, file: Path, out: TextIO | None = None) -> None:
         each("restoring the data", lambda m: _restore_member(image, m.name, m.ip, cluster, token))
         bar.update("starting the control plane")
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
-        each("starting the control plane", lambda _m: f"mv {PARKED}/*.yaml {MANIFESTS}/ && rmdir {PARKED}")
+        each("starting the control plane", lambda _m: f"mv {PARKED}/*.yaml {MANIFESTS}/ && rm -rf {PARKED}")
         problems = _wait_healthy(init, plan, since, bar.update)
         if not problems:  # as kubeadm advises: no kubelet goes on with state cached from before the restore
             bar.update("restarting the kubelets")
@@ -201,6 +201,8 @@ def _wait_stopped() -> str:
 
 
 def _restore_member(image: str, name: str, ip: str, cluster: str, token: str) -> str:
+    """The member's data out of the way (saved once per restore, marked in PARKED, so a run that goes on
+    after an interruption never replaces the saved data with half-restored data), then restored."""
     restore = [
         "ctr", "-n", "k8s.io", "run", "--rm",
         "--mount", f"type=bind,src={DATA},dst={DATA},options=rbind:rw",
@@ -209,12 +211,14 @@ def _restore_member(image: str, name: str, ip: str, cluster: str, token: str) ->
         "--initial-cluster-token", token, "--initial-advertise-peer-urls", f"https://{ip}:{PEER_PORT}",
         "--data-dir", RESTORED, "--bump-revision", str(BUMP_REVISION), "--mark-compacted",
     ]  # fmt: skip
+    saved = f"{PARKED}/.data-saved"
     return " && ".join(
         [
+            f"if [ ! -e {saved} ]; then rm -rf {BEFORE} && mkdir -p {Path(BEFORE).parent}"
+            f" && {{ [ ! -d {DATA}/member ] || mv {DATA}/member {BEFORE}; }} && touch {saved};"
+            f" else rm -rf {DATA}/member; fi",
             f"rm -rf {RESTORED}",
             shlex.join(restore),
-            f"rm -rf {BEFORE} && mkdir -p {Path(BEFORE).parent}",
-            f"if [ -d {DATA}/member ]; then mv {DATA}/member {BEFORE}; fi",
             f"mv {RESTORED}/member {DATA}/member && rmdir {RESTORED} && rm -f {ON_NODE}",
         ]
     )
