@@ -170,6 +170,40 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     return 0 if destroyed or not lab.root.exists() else 1  # a failed --reset keeps the lab folder
 
 
+def cmd_reset(args: argparse.Namespace) -> int:
+    from provisioner import reset
+
+    lab = _lab_dir(args)
+    if not args.yes:
+        answer = input(f"remove the Kubernetes cluster of lab '{lab.root.name}' (the machines stay)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing reset")
+            return 1
+    return 0 if reset.reset(lab) else 1
+
+
+def cmd_node_add(args: argparse.Namespace) -> int:
+    from provisioner import node_ops
+
+    return 0 if node_ops.add(_lab_dir(args), masters=args.masters, workers=args.workers) else 1
+
+
+def cmd_node_remove(args: argparse.Namespace) -> int:
+    from provisioner import lifecycle, node_ops
+
+    lab = _lab_dir(args)
+    problem = node_ops.removal_problem(lifecycle.load_lab(lab), args.nodes)
+    if problem:  # before the question: a refused removal changes nothing
+        print(f"error: nothing was removed: {problem}", file=sys.stderr)
+        return 1
+    if not args.yes:
+        answer = input(f"drain {', '.join(args.nodes)} and remove them from lab '{lab.root.name}'? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing removed")
+            return 1
+    return 0 if node_ops.remove(lab, args.nodes, drain_timeout=args.drain_timeout) else 1
+
+
 def cmd_etcd_snapshot(args: argparse.Namespace) -> int:
     from provisioner import etcd_backup
 
@@ -322,6 +356,24 @@ def _etcd_parser(sub) -> None:  # sub: argparse subparsers
     restore.set_defaults(func=cmd_etcd_restore)
 
 
+def _node_parser(sub) -> None:  # sub: argparse subparsers
+    node = sub.add_parser("node", help="grow or shrink a finished lab: add or remove masters and workers")
+    commands = node.add_subparsers(dest="node_command", metavar="ACTION", required=True)
+    add = commands.add_parser("add", help="new nodes with the next names and addresses, joined to the cluster")
+    _lab_arguments(add)
+    add.add_argument("--workers", type=int, default=0, metavar="N", help="workers to add")
+    add.add_argument("--masters", type=int, default=0, metavar="N", help="masters to add, in pairs (odd total)")
+    add.set_defaults(func=cmd_node_add)
+    remove = commands.add_parser("remove", help="drain, delete and destroy nodes (the newest of their role)")
+    _lab_arguments(remove)
+    remove.add_argument("nodes", nargs="+", metavar="NODE", help="e.g. worker-2, or master-4 master-5")
+    remove.add_argument(
+        "--drain-timeout", type=int, default=180, metavar="S", help="seconds a drain may wait for evictions (180)"
+    )
+    remove.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    remove.set_defaults(func=cmd_node_remove)
+
+
 def _cache_parser(sub) -> None:  # sub: argparse subparsers
     cache = sub.add_parser("cache", help="the host's apt cache shared by all labs: start, stop, status")
     commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
@@ -389,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     destroy.set_defaults(func=cmd_destroy)
 
+    reset = sub.add_parser("reset", help="undo kubeadm and the CNI on every node, keeping the machines for a new `up`")
+    _lab_arguments(reset)
+    reset.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    reset.set_defaults(func=cmd_reset)
+
     kubeconfig = sub.add_parser("kubeconfig", help="print the path of the lab's admin kubeconfig")
     _lab_arguments(kubeconfig)
     kubeconfig.add_argument("--merge", action="store_true", help="merge it into ~/.kube/config as context NAME")
@@ -405,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     failover = test_sub.add_parser("failover", help="stop the VIP holder and a master; the API must stay up")
     _lab_arguments(failover)
     failover.set_defaults(func=cmd_test_failover)
+    _node_parser(sub)
     _etcd_parser(sub)
     _artifacts_parser(sub)
     _cache_parser(sub)

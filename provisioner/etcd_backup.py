@@ -77,6 +77,11 @@ def _etcd(master: str, tool: str) -> str:
     return f"{KUBECTL} -n kube-system exec etcd-{master} -- {tool} {tls}".rstrip()
 
 
+def etcdctl(master: str) -> str:
+    """etcdctl with the client certificates, inside `master`'s etcd pod."""
+    return _etcd(master, "etcdctl")
+
+
 def _check(done, what: str) -> str:
     if done.returncode != 0:
         detail = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]

@@ -106,11 +106,11 @@ def spec_for_up(file_values: dict[str, Any], flag_values: dict[str, Any]) -> tup
 
         spec = spec_mod.resolve(spec.replace(provider=detect_provider()))
         warnings = spec_mod.validate(spec, host)
-    _check_vm_memory(spec, host)
+    check_vm_memory(spec, host)
     return lab, spec, warnings
 
 
-def _check_vm_memory(spec: spec_mod.LabSpec, host: spec_mod.HostInfo) -> None:
+def check_vm_memory(spec: spec_mod.LabSpec, host: spec_mod.HostInfo) -> None:
     """VMs get their RAM for real: a Vagrant lab larger than the host's memory is refused (a warning elsewhere)."""
     from provisioner.boxes import VAGRANT_PROVIDERS
     from provisioner.plan import total_memory
@@ -199,11 +199,11 @@ def run_phases(lab: LabDir, plan: Plan, provider: Provider, start: str | None, u
         print(f"lab '{plan.spec.name}': every phase{through} is done (re-run one with --from PHASE)", file=out)
         return 0
     if selected[0].name != "nodes" and state.is_done("nodes"):
-        _refresh_connections(lab, plan, provider)
+        refresh_connections(lab, plan, provider)
     print(f"lab '{plan.spec.name}' ({provider.name}): {', '.join(p.name for p in selected)}", file=out)
     started = time.monotonic()
     for phase in selected:
-        if not _run_phase(lab, plan, provider, phase, state, out):
+        if not run_phase(lab, plan, provider, phase, state, out):
             return 1
     print(f"done in {format_seconds(time.monotonic() - started)}; {lab.root}", file=out)
     if state.is_done("control-plane"):
@@ -211,8 +211,17 @@ def run_phases(lab: LabDir, plan: Plan, provider: Provider, start: str | None, u
     return 0
 
 
-def _run_phase(lab: LabDir, plan: Plan, provider: Provider, phase, state: LabState, out: TextIO) -> bool:
-    """Run one phase and record it; on failure print what failed and return False."""
+def run_phase(
+    lab: LabDir,
+    plan: Plan,
+    provider: Provider,
+    phase: phases_mod.Phase,
+    state: LabState,
+    out: TextIO,
+    hosts: list[str] | None = None,
+) -> bool:
+    """Run one phase (its playbook only on `hosts` if given) and record it; on failure print what failed and
+    return False."""
     from provisioner.ansible import run_playbook
 
     tty = None if phase.name != "verify" else False  # verify prints its own table
@@ -228,7 +237,8 @@ def _run_phase(lab: LabDir, plan: Plan, provider: Provider, phase, state: LabSta
                 if not playbook.is_file():
                     report = f"  playbook {playbook} is missing: this kubelab checkout is incomplete"
                 else:
-                    result = run_playbook(lab, phase.name, playbook, bar)
+                    limit = ["--limit", ",".join(hosts)] if hosts is not None else None
+                    result = run_playbook(lab, phase.name, playbook, bar, limit)
                     summary = result.summary()
                     report = "" if result.ok else result.failure_report()
         except ProviderError as exc:
@@ -258,7 +268,7 @@ def _nodes_phase(lab: LabDir, plan: Plan, provider: Provider, bar: PhaseProgress
     return f"{len(connections)} node(s)"
 
 
-def _refresh_connections(lab: LabDir, plan: Plan, provider: Provider) -> None:
+def refresh_connections(lab: LabDir, plan: Plan, provider: Provider) -> None:
     """Addresses can change while a lab is stopped (DHCP on libvirt): rewrite connection.yml before Ansible."""
     from provisioner.render import write_connections
 
@@ -512,6 +522,7 @@ def destroy(lab: LabDir, out: TextIO | None = None, reset: bool = False) -> bool
                 )
             provider = provider_for(plan, lab)
             if reset and not _reset_hosts(lab, plan, provider, out):
+                print("nothing was removed", file=out)
                 return False
             removed = provider.destroy()
             what = "machines removed" if removed else "no machines were running"
@@ -527,18 +538,8 @@ def destroy(lab: LabDir, out: TextIO | None = None, reset: bool = False) -> bool
 
 def _reset_hosts(lab: LabDir, plan: Plan, provider: Provider, out: TextIO) -> bool:
     """Run the reset playbook on a hosts lab's machines; False (with the failure shown) when it failed."""
-    from provisioner.ansible import run_playbook
-    from provisioner.render import write_connections
+    from provisioner.reset import run_reset_playbook
 
     provider.check()
-    write_connections(lab, provider.connections())
-    with PhaseProgress("reset", "kubeadm reset on your machines", stream=out) as bar:
-        result = run_playbook(lab, "reset", phases_mod.PLAYBOOKS_DIR / "reset.yml", bar)
-        bar.finish(result.ok, result.summary())
-    if not result.ok:
-        print(result.failure_report(), file=out)
-        print(
-            f"nothing was removed; fix the cause and run `kubelab destroy --reset --name {plan.spec.name}` again",
-            file=out,
-        )
-    return result.ok
+    refresh_connections(lab, plan, provider)
+    return run_reset_playbook(lab, plan, provider, out, again=f"kubelab destroy --reset --name {plan.spec.name}")

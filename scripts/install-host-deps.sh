@@ -14,8 +14,8 @@ packages=(
   apt-cacher-ng skopeo busybox-static
   # `kubelab artifacts build`: runc's cgo build (libseccomp through pkg-config), the static pause binary
   gcc binutils libc6-dev libseccomp-dev pkg-config
-  # on every Debian system already; listed because tests run their programs (chroot, apt-get, dpkg-deb)
-  coreutils apt dpkg
+  # on every Debian system already; listed because tests run their programs (chroot, apt-get, dpkg-deb, sh)
+  coreutils apt dpkg dash
 )
 missing=()
 for pkg in "${packages[@]}"; do

@@ -50,6 +50,8 @@ TOOLS: dict[str, str] = {
     "qemu-img": "qemu-utils",
     "mkfs.ext4": "e2fsprogs",
     "tar": "tar",
+    # the shell lines local nodes run at boot (tests/unit/test_local_node_sysctl.py runs them)
+    "sh": "dash",
     # `kubelab artifacts build`: runc's cgo build (libseccomp through pkg-config) and the static pause binary
     "gcc": "gcc",
     "strip": "binutils",

@@ -89,3 +89,7 @@ class Provider(ABC):
     def resume(self, progress: Progress) -> None:
         """Start stopped nodes again; by default the same as `up`."""
         self.up(progress)
+
+    def remove(self, names: list[str]) -> None:
+        """Remove these nodes' machines for good (`kubelab node remove`); nodes already gone are skipped."""
+        raise ProviderError(f"the {self.name} provider cannot remove single machines")

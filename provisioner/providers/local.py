@@ -187,6 +187,23 @@ class LocalProvider(Provider):
             self._remove_files()
             return found
 
+    def remove(self, names: list[str]) -> None:
+        with self._lock():
+            state = self._state()
+            if not state.exists() or self._foreign_owner():
+                return
+            for name in names:
+                self._stop_node(state, name, 0.0)  # drained and reset already
+                record = state.node(name)
+                files = local_node.NodeFiles(Path(record["dir"])) if "dir" in record else self._files(name)
+                if files.dir.exists():
+                    local_image.remove_tree(files.dir)
+                state.forget_node(name)
+            gone = {node.ip for node in self.plan.nodes if node.name in names}
+            if self.known_hosts.is_file():
+                kept = [line for line in self.known_hosts.read_text().splitlines() if line.split()[0] not in gone]
+                self.known_hosts.write_text("".join(f"{line}\n" for line in kept))
+
     def _remove_files(self) -> None:
         for path in (self.known_hosts, self.key_file, self.key_file.with_suffix(".pub")):
             path.unlink(missing_ok=True)

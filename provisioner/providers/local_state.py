@@ -51,6 +51,12 @@ class LocalState:
     def node(self, name: str) -> dict[str, Any]:
         return self.data["nodes"].get(name, {})
 
+    def forget_node(self, name: str) -> None:
+        """Drop a removed node's record (after its resources are gone)."""
+        with self._mutex:
+            self.data["nodes"].pop(name, None)
+            self._write()
+
     def record_node(self, name: str, **values: Any) -> None:
         with self._mutex:
             self.data["nodes"].setdefault(name, {}).update(values)

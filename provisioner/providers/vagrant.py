@@ -218,6 +218,16 @@ class VagrantProvider(Provider):
         """True while any machine of the lab exists (running or stopped)."""
         return any(node.state != "not created" for node in self.status())
 
+    def remove(self, names: list[str]) -> None:
+        """`vagrant destroy` of these machines; the Vagrantfile must still define them."""
+        if not (self.lab.root / ".vagrant").is_dir():
+            return
+        if not shutil.which("vagrant"):
+            raise vagrant_missing_error()
+        vagrant = self._vagrant()
+        for name in names:
+            vagrant.destroy(vm_name=name)
+
     def destroy(self) -> bool:
         if not (self.lab.root / ".vagrant").is_dir():
             return False

@@ -3,13 +3,17 @@
 One lab serves the module, in order: `kubelab up ... --until control-plane` (the API answers /readyz through
 the lab kubeconfig; containerd holds every image of the folder under its exact reference; containers run from
 the pause and etcd images), then `kubelab up` again finishes the lab (workers, cni, verify), then
-`kubelab verify --workloads`. The lab is destroyed at the end, also when a test fails, and must leave nothing.
+`kubelab verify --workloads`; then the day-2 commands: `node add` of a worker, `node remove` of it (first held
+up by a PodDisruptionBudget), and `reset` followed by `up`, which builds a new cluster on the same machines.
+The lab is destroyed at the end, also when a test fails, and must leave nothing.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from builtartifacts import CNI, built_folder, kubernetes_version
@@ -17,12 +21,13 @@ from clusterlab import ClusterLab, destroyed_after
 from hosttools import require_tools
 
 from provisioner.providers.local import TOOLS as LOCAL_TOOLS
+from provisioner.providers.local_network import netns_name
 
 pytestmark = pytest.mark.integration
 
 NAME = "it-k8s1"
 SUBNET = "10.77.160.0/24"
-MASTER, WORKER = "10.77.160.21", "10.77.160.31"
+MASTER, WORKER, WORKER_2 = "10.77.160.21", "10.77.160.31", "10.77.160.32"
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +98,88 @@ def test_verify_with_workloads_passes(lab: ClusterLab) -> None:
     done = lab.cli("verify", "--name", NAME, "--workloads")
     assert done.returncode == 0, done.stdout[-4000:]
     assert " 0 failed" in done.stdout
+
+
+def ready_nodes(lab: ClusterLab) -> dict[str, str]:
+    """Node name -> InternalIP of every Ready node."""
+    nodes = json.loads(lab.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    return {
+        n["metadata"]["name"]: next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP")
+        for n in nodes
+        if next(c for c in n["status"]["conditions"] if c["type"] == "Ready")["status"] == "True"
+    }
+
+
+def test_node_add_joins_a_worker_on_the_next_address(lab: ClusterLab) -> None:
+    done = lab.cli("node", "add", "--name", NAME, "--workers", "1")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "✓ verify" in done.stdout
+    assert ready_nodes(lab) == {"master-1": MASTER, "worker-1": WORKER, "worker-2": WORKER_2}
+    assert json.loads((lab.root / "lab.json").read_text())["spec"]["workers"] == 2
+
+
+GUARDED = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: guarded, namespace: default}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: guarded}}}}
+  template:
+    metadata: {{labels: {{app: guarded}}}}
+    spec:
+      nodeSelector: {{kubernetes.io/hostname: worker-2}}
+      containers: [{{name: pause, image: "{image}"}}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {{name: guarded, namespace: default}}
+spec:
+  minAvailable: 1
+  selector: {{matchLabels: {{app: guarded}}}}
+"""
+
+
+def test_node_remove_waits_for_a_disruption_budget_then_removes_the_newest_worker(
+    lab: ClusterLab, tmp_path: Path
+) -> None:
+    manifest = json.loads((lab.folder / "artifacts.json").read_text())
+    pause = next(e["name"] for e in manifest["artifacts"] if e["kind"] == "image" and "/pause:" in e["name"])
+    (tmp_path / "guarded.yaml").write_text(GUARDED.format(image=pause))
+    applied = lab.kubectl("apply", "-f", str(tmp_path / "guarded.yaml"))
+    assert applied.returncode == 0, applied.stderr
+    rolled = lab.kubectl("rollout", "status", "deployment/guarded", "--timeout=120s")
+    assert rolled.returncode == 0, rolled.stderr
+
+    blocked = lab.cli("node", "remove", "worker-2", "--name", NAME, "--drain-timeout", "15", "--yes")
+    assert blocked.returncode == 1, blocked.stdout[-2000:]
+    assert "could not be evicted" in blocked.stderr and "default/guarded-" in blocked.stderr, blocked.stderr
+    assert "worker-2" in ready_nodes(lab)  # still there, cordoned
+    assert json.loads((lab.root / "lab.json").read_text())["spec"]["workers"] == 2
+
+    assert lab.kubectl("delete", "poddisruptionbudget", "guarded").returncode == 0
+    done = lab.cli("node", "remove", "worker-2", "--name", NAME, "--yes")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "✓ verify" in done.stdout
+    assert ready_nodes(lab) == {"master-1": MASTER, "worker-1": WORKER}
+    assert json.loads((lab.root / "lab.json").read_text())["spec"]["workers"] == 1
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert netns_name(NAME, "worker-2") not in netns and netns_name(NAME, "worker-1") in netns
+    assert lab.kubectl("delete", "deployment", "guarded").returncode == 0
+
+
+def test_reset_then_up_builds_a_new_cluster_on_the_same_machines(lab: ClusterLab) -> None:
+    assert lab.kubectl("create", "configmap", "made-before-the-reset").returncode == 0
+    done = lab.cli("reset", "--name", NAME, "--yes")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert not (lab.root / "kubeconfig").exists()
+    gone = lab.ssh("master-1", "ls /etc/kubernetes/admin.conf /var/lib/etcd/member /etc/cni/net.d/* 2>&1; true")
+    assert gone.stdout.count("No such file or directory") == 3, gone.stdout
+    kept = lab.ssh("worker-1", "systemctl is-active containerd && ctr -n k8s.io images list -q | grep -c /pause:")
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+
+    again = lab.cli("up", "--name", NAME)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "control-plane, workers, cni, verify" in again.stdout and "✓ verify" in again.stdout
+    assert ready_nodes(lab) == {"master-1": MASTER, "worker-1": WORKER}
+    assert "NotFound" in lab.kubectl("get", "configmap", "made-before-the-reset").stderr

@@ -65,11 +65,12 @@ def namespace() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", NAMESPACE], check=False)
 
 
-def run_reset(tmp: Path, paths: list[str]) -> tuple[int, str]:
+def run_reset(tmp: Path, paths: list[str], emptied: list[str]) -> tuple[int, str]:
     inventory = tmp / "hosts.yml"
     inventory.write_text(json.dumps({"k8s_cluster": {"hosts": {"node": {"ansible_connection": "local"}}}}))
     values = {
         "reset_paths": paths,
+        "reset_emptied_dirs": emptied,
         "kubelab_lab_dir": str(tmp / "lab"),
         "ansible_become": False,  # already root; this machine has no sudo
         "ansible_python_interpreter": sys.executable,
@@ -98,7 +99,7 @@ def test_reset_removes_kubernetes_leftovers_and_keeps_the_rest(namespace: str, t
     keep = tmp_path / "keep"
     keep.write_text("not Kubernetes")
 
-    changed, output = run_reset(tmp_path, [str(cni_conf), str(state.parent)])
+    changed, output = run_reset(tmp_path, [str(state.parent)], [str(cni_conf)])
     assert changed > 0, output[-3000:]
 
     links = in_ns("ip -o link show")
@@ -110,8 +111,9 @@ def test_reset_removes_kubernetes_leftovers_and_keeps_the_rest(namespace: str, t
     assert "--dport 22 -j ACCEPT" in rules and ":KEEP-ME" in rules and "-s 10.99.0.0/24 -j MASQUERADE" in rules
     tables = in_ns("nft list tables")
     assert "kube-proxy" not in tables and "table inet keepme" in tables
-    assert not cni_conf.exists() and not state.parent.exists() and not kubeconfig.exists()
+    assert not state.parent.exists() and not kubeconfig.exists()
+    assert cni_conf.is_dir() and not list(cni_conf.iterdir())  # emptied; containerd's CRI watches the folder
     assert keep.read_text() == "not Kubernetes"
 
-    changed, output = run_reset(tmp_path, [str(cni_conf), str(state.parent)])
+    changed, output = run_reset(tmp_path, [str(state.parent)], [str(cni_conf)])
     assert changed == 0, output[-3000:]

@@ -1,0 +1,283 @@
+"""`kubelab node add` / `kubelab node remove`: grow or shrink a finished lab.
+
+Nodes are numbered per role and the plan's address table stays the source of truth: new nodes take the next
+numbers and addresses, and a removal takes the newest nodes of a role. The lab's spec records the new counts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import TextIO
+
+from provisioner import phases as phases_mod
+from provisioner import spec as spec_mod
+from provisioner.lab import LabDir
+from provisioner.lifecycle import LabError, load_lab, provider_for, refresh_connections, run_phase
+from provisioner.plan import Node, Plan, make_plan
+from provisioner.progress import PhaseProgress
+from provisioner.providers.base import Connection, Provider
+from provisioner.remote import run_on
+from provisioner.state import LabLock, load_state, save_state
+
+KUBECTL = "kubectl --kubeconfig /etc/kubernetes/admin.conf"
+DRAIN_TIMEOUT = 180  # default seconds a drain may wait for evictions (PodDisruptionBudgets) before it gives up
+EVICTION_ERROR = re.compile(r'pods/"([^"]+)" -n "([^"]+)"')
+
+
+def _finished_lab(lab: LabDir, action: str) -> Plan:
+    plan = load_lab(lab)
+    missing = [p for p in phases_mod.PHASE_NAMES if p != "verify" and not load_state(lab).is_done(p)]
+    if missing:
+        raise LabError(
+            f"lab '{plan.spec.name}' is not finished ({missing[0]} has not run): `kubelab up --name "
+            f"{plan.spec.name}` first, then {action}"
+        )
+    if plan.spec.provider == "hosts":
+        raise LabError(
+            "kubelab does not add or remove the machines of a hosts lab: change your inventory, then "
+            f"`kubelab destroy --reset --name {plan.spec.name}` and `kubelab up` with it"
+        )
+    return plan
+
+
+def _resized(plan: Plan, masters: int, workers: int, what: str) -> Plan:
+    """The plan with the new counts, validated as `up` would; existing nodes keep their names and addresses."""
+    spec = plan.spec.replace(masters=masters, workers=workers)
+    try:
+        spec_mod.validate(spec, spec_mod.HostInfo.detect())
+    except spec_mod.SpecError as exc:
+        raise LabError(f"cannot {what}: {exc}") from exc
+    resized = make_plan(spec, arch=plan.arch)
+    after = {node.name: node.ip for node in resized.nodes}
+    moved = [n.name for n in plan.nodes if n.name in after and after[n.name] != n.ip]
+    if moved:  # the address plan is by role and number, so this means a bug, not a user mistake
+        raise LabError(f"cannot {what}: the address plan would move {', '.join(moved)}")
+    return resized
+
+
+# ---------------------------------------------------------------------------------------------
+# add
+# ---------------------------------------------------------------------------------------------
+
+
+def add(lab: LabDir, masters: int = 0, workers: int = 0, out: TextIO | None = None) -> bool:
+    """Create `masters` + `workers` new nodes and run the phases for them; False when a phase failed (then
+    `kubelab up` finishes the job on every node)."""
+    from provisioner.lifecycle import check_vm_memory
+    from provisioner.render import write_lab
+
+    out = out or sys.stdout
+    if masters < 0 or workers < 0 or masters + workers == 0:
+        raise LabError("say how many nodes to add: --workers N and/or --masters N (N > 0)")
+    plan = _finished_lab(lab, "add nodes")
+    if masters % 2:
+        raise LabError(
+            f"--masters {masters} would leave an even number of masters ({len(plan.masters) + masters}): etcd "
+            "needs a majority, so masters are added in pairs (--masters 2)"
+        )
+    what = f"add {_count(masters, 'master')}{' and ' if masters and workers else ''}{_count(workers, 'worker')}"
+    grown = _resized(plan, len(plan.masters) + masters, len(plan.workers) + workers, what)
+    check_vm_memory(grown.spec, spec_mod.HostInfo.detect())
+    _check_sources(grown)
+    new = [node.name for node in grown.nodes if node.name not in {n.name for n in plan.nodes}]
+    hosts = _hosts_per_phase(grown, new, masters_added=bool(masters))
+    with LabLock(lab, "node add"):
+        provider = provider_for(grown, lab)
+        provider.check()
+        refresh_connections(lab, plan, provider_for(plan, lab))  # every existing node must run
+        state = load_state(lab)
+        # Recorded first: if this is cut short, `kubelab up` runs the rest on every node (each phase idempotent).
+        write_lab(grown, lab)
+        state.forget(list(phases_mod.PHASE_NAMES))
+        save_state(lab, state)
+        print(f"lab '{plan.spec.name}': adding {', '.join(new)}", file=out)
+        for phase in phases_mod.PHASES:
+            if not run_phase(lab, grown, provider, phase, state, out, hosts.get(phase.name)):
+                return False
+    print(
+        f"lab '{plan.spec.name}' now has {_count(len(grown.masters), 'master')} and "
+        f"{_count(len(grown.workers), 'worker')}",
+        file=out,
+    )
+    return True
+
+
+def _check_sources(plan: Plan) -> None:
+    """As `up` does: the artifacts folder intact, or the download sources reachable, before anything changes."""
+    if plan.spec.artifacts:
+        from provisioner.artifacts import check_artifacts
+
+        check_artifacts(plan.spec.artifacts, plan.spec, arch=plan.arch)
+    elif not plan.spec.skip_network_check:
+        from provisioner import reachability
+
+        problem = reachability.check(plan, list(phases_mod.PHASE_NAMES))
+        if problem:
+            raise LabError(problem)
+
+
+def _hosts_per_phase(plan: Plan, new: list[str], masters_added: bool) -> dict[str, list[str]]:
+    """Where each playbook must run for the new nodes; phases not listed run on every node."""
+    lbs = [node.name for node in plan.lbs] if masters_added else []  # haproxy's backend list grows
+    return {
+        # prepare runs everywhere: every node's /etc/hosts learns the new names
+        "runtime": new,
+        "packages": new,
+        "loadbalancer": new + lbs,
+        "control-plane": new,
+        "workers": new,
+        "cni": [plan.init_master.name, *new],  # the manifest is applied, and Ready awaited, from the first master
+    }
+
+
+def _count(number: int, noun: str) -> str:
+    return "" if number == 0 else f"{number} {noun}{'s' if number != 1 else ''}"
+
+
+# ---------------------------------------------------------------------------------------------
+# remove
+# ---------------------------------------------------------------------------------------------
+
+
+def removal_problem(plan: Plan, names: list[str]) -> str | None:
+    """Why removing `names` is refused, or None: unknown names, load balancers, the first master, an even or
+    empty control plane, or nodes that are not the newest of their role."""
+    known = {node.name: node for node in plan.nodes}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        return f"lab '{plan.spec.name}' has no node {', '.join(unknown)}; its nodes: {', '.join(known)}"
+    if any(known[name].role == "lb" for name in names):
+        return "load-balancer nodes are part of the lab's design: recreate the lab to change them"
+    if plan.init_master.name in names:
+        return f"{plan.init_master.name} holds the lab's cluster configuration and cannot be removed"
+    for role, nodes in (("master", plan.masters), ("worker", plan.workers)):
+        chosen = {name for name in names if known[name].role == role}
+        newest = [node.name for node in nodes[len(nodes) - len(chosen) :]] if chosen else []
+        if chosen != set(newest):
+            return (
+                f"nodes are removed newest first, so the addresses stay in order: remove {', '.join(newest)} "
+                f"instead of {', '.join(sorted(chosen))}"
+            )
+    left = len(plan.masters) - sum(known[name].role == "master" for name in names)
+    if left % 2 == 0:
+        return (
+            f"this would leave {left} masters, an even number: etcd would need {left // 2 + 1} of them to agree and "
+            f"keeps no more fault tolerance than {left - 1}; remove masters in pairs"
+        )
+    return None
+
+
+def remove(lab: LabDir, names: list[str], drain_timeout: int = DRAIN_TIMEOUT, out: TextIO | None = None) -> bool:
+    """Drain, reset and delete each node (newest first), remove its machine, then shrink the spec and the load
+    balancer's backends. Safe to run again after an interruption: finished steps are skipped."""
+    from provisioner.render import write_connections, write_lab
+
+    out = out or sys.stdout
+    plan = _finished_lab(lab, "remove nodes")
+    problem = removal_problem(plan, names)
+    if problem:
+        raise LabError(f"nothing was removed: {problem}")
+    gone = [node for node in reversed(plan.nodes) if node.name in names]
+    masters_gone = sum(node.role == "master" for node in gone)
+    workers_gone = len(gone) - masters_gone
+    shrunk = _resized(plan, len(plan.masters) - masters_gone, len(plan.workers) - workers_gone, f"remove {names}")
+    with LabLock(lab, "node remove"):
+        provider = provider_for(plan, lab)
+        provider.check()
+        connections = provider.connections()
+        first = connections.get(plan.init_master.name)
+        if first is None:
+            raise LabError(f"{plan.init_master.name} is not running: `kubelab resume --name {plan.spec.name}` first")
+        if masters_gone:
+            _check_quorum(plan, first, [node.name for node in gone])
+        for node in gone:
+            with PhaseProgress("remove", node.name, stream=out) as bar:
+                _remove_one(plan, provider, node, first, connections.get(node.name), drain_timeout, bar.update)
+                bar.finish(True, "drained, deleted, machine removed")
+        write_lab(shrunk, lab)
+        shrunk_provider = provider_for(shrunk, lab)
+        write_connections(lab, shrunk_provider.connections())
+        state = load_state(lab)
+        lb_phase = phases_mod.BY_NAME["loadbalancer"]
+        # haproxy's backend list shrinks (a reload, no restart)
+        if masters_gone and shrunk.lbs and not run_phase(lab, shrunk, shrunk_provider, lb_phase, state, out):
+            return False
+        ok = run_phase(lab, shrunk, shrunk_provider, phases_mod.BY_NAME["verify"], state, out)
+    print(f"lab '{plan.spec.name}': {', '.join(node.name for node in gone)} removed", file=out)
+    return ok
+
+
+def _check_quorum(plan: Plan, first: Connection, leaving: list[str]) -> None:
+    """Refuse when the members that stay are not all healthy: removing members then risks etcd's quorum."""
+    from provisioner.etcd_backup import etcdctl
+
+    health = run_on(first, f"{etcdctl(plan.init_master.name)} endpoint health --cluster -w json", timeout=60)
+    try:
+        healthy = {entry["endpoint"] for entry in json.loads(health.stdout) if entry.get("health")}
+    except (ValueError, TypeError, KeyError):
+        healthy = set()
+    staying = [node for node in plan.masters if node.name not in leaving]
+    unhealthy = [node.name for node in staying if f"https://{node.ip}:2379" not in healthy]
+    if unhealthy:
+        raise LabError(
+            f"nothing was removed: etcd is not healthy on {', '.join(unhealthy) or 'the masters'} "
+            f"(`kubelab verify --name {plan.spec.name}` says more); removing members now could cost the quorum"
+        )
+
+
+def _remove_one(plan: Plan, provider: Provider, node: Node, first: Connection, own, drain_timeout: int, report) -> None:
+    report("draining")
+    _drain(first, node.name, drain_timeout)
+    if node.role == "master":
+        if own is not None:
+            report("kubeadm reset (leaves etcd)")
+            reset = run_on(own, "kubeadm reset --force", timeout=300)
+            if reset.returncode != 0:
+                raise LabError(f"`kubeadm reset` on {node.name} failed: {reset.stderr.strip()[-300:]}")
+        _remove_etcd_member(plan, first, node)
+    report("deleting the Node")
+    deleted = run_on(first, f"{KUBECTL} delete node {node.name} --ignore-not-found", timeout=120)
+    if deleted.returncode != 0:
+        raise LabError(f"`kubectl delete node {node.name}` failed: {deleted.stderr.strip()[-300:]}")
+    report("removing the machine")
+    provider.remove([node.name])
+
+
+def _drain(first: Connection, name: str, timeout: int) -> None:
+    """`kubectl drain` (evictions respect PodDisruptionBudgets); a node that is gone already counts as drained."""
+    command = f"{KUBECTL} drain {name} --ignore-daemonsets --delete-emptydir-data --timeout={timeout}s"
+    done = run_on(first, command, timeout=timeout + 60)
+    if done.returncode == 0 or "not found" in done.stderr:
+        return
+    raise LabError(drain_error(name, done.stdout + done.stderr, timeout))
+
+
+def drain_error(name: str, output: str, timeout: int) -> str:
+    """What blocked a drain, named by its pods, and how to go on."""
+    blocking = sorted({f"{namespace}/{pod}" for pod, namespace in EVICTION_ERROR.findall(output)})
+    reason = (
+        f"pod(s) {', '.join(blocking)} could not be evicted (a PodDisruptionBudget allows no disruption now?)"
+        if blocking
+        else (output.strip().splitlines() or ["no output"])[-1]
+    )
+    return (
+        f"draining {name} did not finish within {timeout} s: {reason}. {name} stays cordoned and in the lab: "
+        f"fix that and run the same command again, or `kubectl uncordon {name}` to keep it"
+    )
+
+
+def _remove_etcd_member(plan: Plan, first: Connection, node: Node) -> None:
+    """kubeadm reset removes the node's etcd member; a member left behind (machine already gone) is removed here."""
+    from provisioner.etcd_backup import etcdctl
+
+    members = run_on(first, f"{etcdctl(plan.init_master.name)} member list", timeout=60)
+    if members.returncode != 0:
+        raise LabError(f"etcdctl member list failed: {members.stderr.strip()[-300:]}")
+    for line in members.stdout.splitlines():
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) > 2 and fields[2] == node.name:
+            removed = run_on(first, f"{etcdctl(plan.init_master.name)} member remove {fields[0]}", timeout=60)
+            if removed.returncode != 0:
+                raise LabError(f"removing {node.name}'s etcd member failed: {removed.stderr.strip()[-300:]}")
