@@ -77,9 +77,9 @@ def _etcd(master: str, tool: str) -> str:
     return f"{KUBECTL} -n kube-system exec etcd-{master} -- {tool} {tls}".rstrip()
 
 
-def etcdctl(master: str) -> str:
-    """etcdctl with the client certificates, inside `master`'s etcd pod."""
-    return _etcd(master, "etcdctl")
+def etcdctl(master: str, kubectl: str = KUBECTL) -> str:
+    """etcdctl with the client certificates, inside `master`'s etcd pod (reached with `kubectl`)."""
+    return f"{kubectl} -n kube-system exec etcd-{master} -- etcdctl {' '.join(ETCDCTL_TLS)}"
 
 
 def _check(done, what: str) -> str:

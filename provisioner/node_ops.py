@@ -21,7 +21,6 @@ from provisioner.providers.base import Connection, Provider
 from provisioner.remote import run_on
 from provisioner.state import LabLock, load_state, save_state
 
-KUBECTL = "kubectl --kubeconfig /etc/kubernetes/admin.conf"
 DRAIN_TIMEOUT = 180  # default seconds a drain may wait for evictions (PodDisruptionBudgets) before it gives up
 EVICTION_ERROR = re.compile(r'pods/"([^"]+)" -n "([^"]+)"')
 
@@ -96,11 +95,8 @@ def add(lab: LabDir, masters: int = 0, workers: int = 0, out: TextIO | None = No
         for phase in phases_mod.PHASES:
             if not run_phase(lab, grown, provider, phase, state, out, hosts.get(phase.name)):
                 return False
-    print(
-        f"lab '{plan.spec.name}' now has {_count(len(grown.masters), 'master')} and "
-        f"{_count(len(grown.workers), 'worker')}",
-        file=out,
-    )
+    sizes = [_count(len(grown.masters), "master"), _count(len(grown.workers), "worker")]
+    print(f"lab '{plan.spec.name}' now has {' and '.join(size for size in sizes if size)}", file=out)
     return True
 
 
@@ -196,24 +192,33 @@ def remove(lab: LabDir, names: list[str], drain_timeout: int = DRAIN_TIMEOUT, ou
             with PhaseProgress("remove", node.name, stream=out) as bar:
                 _remove_one(plan, provider, node, first, connections.get(node.name), drain_timeout, bar.update)
                 bar.finish(True, "drained, deleted, machine removed")
+        _forget_pods(plan, first, [node.name for node in gone])
         write_lab(shrunk, lab)
         shrunk_provider = provider_for(shrunk, lab)
         write_connections(lab, shrunk_provider.connections())
+        print(f"lab '{plan.spec.name}': {', '.join(node.name for node in gone)} removed", file=out)
         state = load_state(lab)
         lb_phase = phases_mod.BY_NAME["loadbalancer"]
         # haproxy's backend list shrinks (a reload, no restart)
         if masters_gone and shrunk.lbs and not run_phase(lab, shrunk, shrunk_provider, lb_phase, state, out):
             return False
         ok = run_phase(lab, shrunk, shrunk_provider, phases_mod.BY_NAME["verify"], state, out)
-    print(f"lab '{plan.spec.name}': {', '.join(node.name for node in gone)} removed", file=out)
     return ok
+
+
+def first_master_kubectl(plan: Plan) -> str:
+    """kubectl on the first master talking to its own API server, not through the load balancer, which may
+    still send requests to a master that is being removed."""
+    server = f"https://{plan.init_master.ip}:{plan.apiserver_port}"
+    return f"kubectl --kubeconfig /etc/kubernetes/admin.conf --server {server}"
 
 
 def _check_quorum(plan: Plan, first: Connection, leaving: list[str]) -> None:
     """Refuse when the members that stay are not all healthy: removing members then risks etcd's quorum."""
     from provisioner.etcd_backup import etcdctl
 
-    health = run_on(first, f"{etcdctl(plan.init_master.name)} endpoint health --cluster -w json", timeout=60)
+    etcd = etcdctl(plan.init_master.name, first_master_kubectl(plan))
+    health = run_on(first, f"{etcd} endpoint health --cluster -w json", timeout=60)
     try:
         healthy = {entry["endpoint"] for entry in json.loads(health.stdout) if entry.get("health")}
     except (ValueError, TypeError, KeyError):
@@ -229,7 +234,7 @@ def _check_quorum(plan: Plan, first: Connection, leaving: list[str]) -> None:
 
 def _remove_one(plan: Plan, provider: Provider, node: Node, first: Connection, own, drain_timeout: int, report) -> None:
     report("draining")
-    _drain(first, node.name, drain_timeout)
+    _drain(first, first_master_kubectl(plan), node.name, drain_timeout)
     if node.role == "master":
         if own is not None:
             report("kubeadm reset (leaves etcd)")
@@ -238,16 +243,24 @@ def _remove_one(plan: Plan, provider: Provider, node: Node, first: Connection, o
                 raise LabError(f"`kubeadm reset` on {node.name} failed: {reset.stderr.strip()[-300:]}")
         _remove_etcd_member(plan, first, node)
     report("deleting the Node")
-    deleted = run_on(first, f"{KUBECTL} delete node {node.name} --ignore-not-found", timeout=120)
+    deleted = run_on(first, f"{first_master_kubectl(plan)} delete node {node.name} --ignore-not-found", timeout=120)
     if deleted.returncode != 0:
         raise LabError(f"`kubectl delete node {node.name}` failed: {deleted.stderr.strip()[-300:]}")
     report("removing the machine")
     provider.remove([node.name])
 
 
-def _drain(first: Connection, name: str, timeout: int) -> None:
+def _forget_pods(plan: Plan, first: Connection, names: list[str]) -> None:
+    """Delete the pod objects still bound to removed nodes (static and DaemonSet pods, which a drain leaves):
+    their machines are gone, so nothing can run them any more."""
+    for name in names:
+        selector = f"--field-selector spec.nodeName={name}"
+        run_on(first, f"{first_master_kubectl(plan)} delete pods -A {selector} --force --grace-period=0", timeout=120)
+
+
+def _drain(first: Connection, kubectl: str, name: str, timeout: int) -> None:
     """`kubectl drain` (evictions respect PodDisruptionBudgets); a node that is gone already counts as drained."""
-    command = f"{KUBECTL} drain {name} --ignore-daemonsets --delete-emptydir-data --timeout={timeout}s"
+    command = f"{kubectl} drain {name} --ignore-daemonsets --delete-emptydir-data --timeout={timeout}s"
     done = run_on(first, command, timeout=timeout + 60)
     if done.returncode == 0 or "not found" in done.stderr:
         return
@@ -272,12 +285,13 @@ def _remove_etcd_member(plan: Plan, first: Connection, node: Node) -> None:
     """kubeadm reset removes the node's etcd member; a member left behind (machine already gone) is removed here."""
     from provisioner.etcd_backup import etcdctl
 
-    members = run_on(first, f"{etcdctl(plan.init_master.name)} member list", timeout=60)
+    etcd = etcdctl(plan.init_master.name, first_master_kubectl(plan))
+    members = run_on(first, f"{etcd} member list", timeout=60)
     if members.returncode != 0:
         raise LabError(f"etcdctl member list failed: {members.stderr.strip()[-300:]}")
     for line in members.stdout.splitlines():
         fields = [field.strip() for field in line.split(",")]
         if len(fields) > 2 and fields[2] == node.name:
-            removed = run_on(first, f"{etcdctl(plan.init_master.name)} member remove {fields[0]}", timeout=60)
+            removed = run_on(first, f"{etcd} member remove {fields[0]}", timeout=60)
             if removed.returncode != 0:
                 raise LabError(f"removing {node.name}'s etcd member failed: {removed.stderr.strip()[-300:]}")

@@ -167,6 +167,18 @@ def running_pods_by_node(pods: str | dict[str, Any], key: str, value: str) -> di
     return result
 
 
+def ready_endpoint_addresses(slices: str | dict[str, Any]) -> set[str]:
+    """Addresses of the ready endpoints in an EndpointSlice list (`kubectl get endpointslices -o json`)."""
+    data = json.loads(slices) if isinstance(slices, str) else slices
+    return {
+        address
+        for item in data.get("items", [])
+        for endpoint in item.get("endpoints") or []
+        if (endpoint.get("conditions") or {}).get("ready", True)
+        for address in endpoint.get("addresses", [])
+    }
+
+
 def etcd_member_problems(member_list: str, masters: dict[str, str]) -> list[str]:
     """`etcdctl member list -w json`: exactly one started member per master, peer URL on its private IP."""
     members = json.loads(member_list).get("members") or []

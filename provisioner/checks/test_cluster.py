@@ -5,13 +5,18 @@ Every check runs the same kubectl/etcdctl commands a person would; the parsing l
 
 from __future__ import annotations
 
+import functools
 import itertools
+import time
 
 import pytest
 
 from provisioner.checks import kube, kubectl_json, manifests
 
 PROBE_TIMEOUT = "180s"
+# kube-proxy programs a Service's rules a moment after its EndpointSlice lists the pods; on a one-node
+# cluster the Service checks run right after the rollout, so they wait this long for the path to open.
+SERVICE_SETTLE_SECONDS = 20
 
 
 @pytest.mark.phase("control-plane")
@@ -91,9 +96,40 @@ def probe(kubectl, lab):
             pytest.fail(
                 f"no running probe pod on {', '.join(missing)} ({rollout.stdout.strip() or rollout.stderr.strip()})"
             )
+        _wait_for_endpoints(kubectl, ns, name, {ip for _, ip in pods.values()})
         yield {"pods": pods, "cluster_ip": cluster_ip, "node_port": node_port, "ns": ns}
     finally:
         kubectl.run("delete", "namespace", ns, "--ignore-not-found", "--wait=false", check=False)
+
+
+def _wait_for_endpoints(kubectl, ns: str, service: str, addresses: set[str]) -> None:
+    """Until the Service's EndpointSlices list every probe pod as ready (the checks then report what is left)."""
+    deadline = time.monotonic() + SERVICE_SETTLE_SECONDS
+    selector = f"kubernetes.io/service-name={service}"
+    while time.monotonic() < deadline:
+        slices = kubectl.json("-n", ns, "get", "endpointslices", "-l", selector)
+        if addresses <= kubectl_json.ready_endpoint_addresses(slices):
+            return
+        time.sleep(1)
+
+
+def _answered(names: set[str], ask) -> str:
+    """`ask()` (a curl of a Service) until it answers one of the probe pods' names or SERVICE_SETTLE_SECONDS
+    pass; the last answer."""
+    deadline = time.monotonic() + SERVICE_SETTLE_SECONDS
+    while True:
+        answer = ask()
+        if answer in names or time.monotonic() >= deadline:
+            return answer
+        time.sleep(1)
+
+
+def _curl_in_pod(kubectl, probe, node: str, url: str) -> str:
+    return _exec(kubectl, probe, node, "curl", "-s", "--max-time", "5", url).stdout.strip()
+
+
+def _curl_on_host(host, url: str) -> str:
+    return host.run(f"curl -s --max-time 5 {url}").stdout.strip()
 
 
 def _exec(kubectl, probe, node: str, *command: str):
@@ -132,7 +168,7 @@ def test_cluster_ip_service_from_every_node(kubectl, probe):
     url = f"http://{probe['cluster_ip']}:{manifests.SERVICE_PORT}/hostname"
     problems = []
     for node in sorted(probe["pods"]):
-        answer = _exec(kubectl, probe, node, "curl", "-s", "--max-time", "5", url).stdout.strip()
+        answer = _answered(names, functools.partial(_curl_in_pod, kubectl, probe, node, url))
         if answer not in names:
             problems.append(f"from {node}: {answer or 'no answer'}")
     assert not problems, f"{url}: " + "; ".join(problems)
@@ -145,7 +181,7 @@ def test_node_port_on_every_node(lab, probe, node_hosts):
     problems = []
     for node, ip in sorted(lab.k8s_nodes.items()):
         url = f"http://{ip}:{probe['node_port']}/hostname"
-        answer = client.run(f"curl -s --max-time 5 {url}").stdout.strip()
+        answer = _answered(names, functools.partial(_curl_on_host, client, url))
         if answer not in names:
             problems.append(f"{node} {url}: {answer or 'no answer'}")
     assert not problems, f"NodePort {probe['node_port']} from {lab.init_master}: " + "; ".join(problems)

@@ -13,6 +13,8 @@ One lab serves the whole module; the tests run in order, the disruptive ones las
 7. `halt` then `resume`: the cluster comes back and resume's checks pass.
 8. `kubelab etcd snapshot`, a ConfigMap deleted, `kubelab etcd restore`: the ConfigMap is back, etcd has its
    three healthy members and the cluster checks pass; a damaged snapshot is refused before anything changes.
+9. `kubelab node remove master-2 master-3` (one alone is refused: an even count): etcd keeps one member and
+   haproxy one backend; `kubelab node add --masters 2` brings both back on their addresses, three members.
 The lab is destroyed at the end, also after a failure, and must leave nothing on the host.
 """
 
@@ -299,3 +301,31 @@ def test_etcd_restore_brings_back_what_the_snapshot_held(lab: Lab, tmp_path: Pat
     assert sorted(m.get("name", "") for m in members) == sorted(MASTERS), members
     verify = lab.cli("verify", "--name", NAME, "--only", "cluster", timeout=1200)
     assert verify.returncode == 0, verify.stdout[-5000:]
+
+
+def haproxy_backends(lab: Lab) -> list[str]:
+    config = lab.ssh("lb-1", "cat /etc/haproxy/haproxy.cfg")
+    assert config.returncode == 0, config.stderr
+    return re.findall(r"^\s*server (\S+) ", config.stdout, re.M)
+
+
+def test_removing_two_masters_then_adding_two_keeps_etcd_and_haproxy_in_step(lab: Lab) -> None:
+    even = lab.cli("node", "remove", "master-3", "--name", NAME, "--yes")
+    assert even.returncode == 1 and "leave 2 masters, an even number" in even.stderr, even.stderr
+
+    removed = lab.cli("node", "remove", "master-2", "master-3", "--name", NAME, "--yes")
+    assert removed.returncode == 0, removed.stdout[-4000:] + removed.stderr[-2000:]
+    assert "✓ verify" in removed.stdout
+    assert [m.get("name") for m in lab.etcd_members()] == ["master-1"]
+    assert haproxy_backends(lab) == ["master-1"]
+    assert lab.kubectl("get", "node", "master-2").returncode != 0
+
+    added = lab.cli("node", "add", "--masters", "2", "--name", NAME)
+    assert added.returncode == 0, added.stdout[-4000:] + added.stderr[-2000:]
+    assert "✓ verify" in added.stdout
+    members = lab.etcd_members()
+    assert sorted(m.get("name", "") for m in members) == sorted(MASTERS), members
+    assert all(m.get("clientURLs") and not m.get("isLearner") for m in members), members
+    assert haproxy_backends(lab) == sorted(MASTERS)
+    nodes = json.loads(lab.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    assert {n["metadata"]["name"] for n in nodes} == set(MASTERS) | set(WORKER)

@@ -274,3 +274,15 @@ def test_pods_whose_containers_started_before_the_kubelet_came_back_are_stale() 
     since = "2026-12-04T16:05:00Z"
     assert kubectl_json.stale_pods(pods, "master-3", since, ("kube-system",)) == ["kube-system/old"]
     assert kubectl_json.stale_pods(pods, "master-3", since, ("kube-flannel",)) == []
+
+
+def test_ready_endpoint_addresses_skip_endpoints_that_are_not_ready():
+    slices = {
+        "items": [
+            {"endpoints": [{"addresses": ["10.244.0.5"], "conditions": {"ready": True}}]},
+            {"endpoints": [{"addresses": ["10.244.1.7"], "conditions": {"ready": False, "terminating": True}}]},
+            {"endpoints": [{"addresses": ["10.244.2.9"]}]},  # no conditions: ready (the API's default)
+            {"endpoints": None},  # a Service whose pods are all gone
+        ]
+    }
+    assert kubectl_json.ready_endpoint_addresses(json.dumps(slices)) == {"10.244.0.5", "10.244.2.9"}
