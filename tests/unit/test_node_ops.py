@@ -195,3 +195,26 @@ def test_removing_from_a_hosts_lab_is_refused(tmp_path: Path, monkeypatch: pytes
     lab.spec_file.write_text(json.dumps(data))
     with pytest.raises(lifecycle.LabError, match="change your inventory"):
         node_ops.remove(lab, ["worker-1"], out=io.StringIO())
+
+
+@pytest.mark.parametrize(
+    ("healthy", "refused"),
+    [
+        ({"10.0.0.21", "10.0.0.22", "10.0.0.23", "10.0.0.24", "10.0.0.25"}, None),
+        ({"10.0.0.21", "10.0.0.22", "10.0.0.24", "10.0.0.25"}, "etcd is not healthy on master-3"),  # one that stays
+        ({"10.0.0.21", "10.0.0.22", "10.0.0.23"}, None),  # the two that leave may be down already
+    ],
+)
+def test_masters_are_removed_only_while_every_member_that_stays_is_healthy(
+    monkeypatch: pytest.MonkeyPatch, healthy: set[str], refused: str | None
+) -> None:
+    plan = make_plan(build_spec({}, {"name": "shrink", "masters": 5, "lb": "haproxy", "node_subnet": "10.0.0.0/24"}))
+    report = [{"endpoint": f"https://10.0.0.{21 + i}:2379", "health": f"10.0.0.{21 + i}" in healthy} for i in range(5)]
+    answer = type("Done", (), {"returncode": 0, "stdout": json.dumps(report), "stderr": ""})
+    monkeypatch.setattr(node_ops, "run_on", lambda connection, command, timeout=None: answer)
+    first = Connection("10.0.0.21", 22, "root", "/dev/null")
+    if refused is None:
+        node_ops._check_quorum(plan, first, ["master-4", "master-5"])
+    else:
+        with pytest.raises(lifecycle.LabError, match=refused):
+            node_ops._check_quorum(plan, first, ["master-4", "master-5"])
