@@ -364,7 +364,7 @@ def _node_parser(sub) -> None:  # sub: argparse subparsers
     add.add_argument("--workers", type=int, default=0, metavar="N", help="workers to add")
     add.add_argument("--masters", type=int, default=0, metavar="N", help="masters to add, in pairs (odd total)")
     add.set_defaults(func=cmd_node_add)
-    remove = commands.add_parser("remove", help="drain, delete and destroy nodes (the newest of their role)")
+    remove = commands.add_parser("remove", help="drain, delete and destroy nodes; their numbers are not reused")
     _lab_arguments(remove)
     remove.add_argument("nodes", nargs="+", metavar="NODE", help="e.g. worker-2, or master-4 master-5")
     remove.add_argument(

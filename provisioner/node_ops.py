@@ -1,7 +1,8 @@
 """`kubelab node add` / `kubelab node remove`: grow or shrink a finished lab.
 
 Nodes are numbered per role and the plan's address table stays the source of truth: new nodes take the next
-numbers and addresses, and a removal takes the newest nodes of a role. The lab's spec records the new counts.
+numbers and addresses, and a removed node's number is recorded in the spec and never used again, so every
+other node keeps its name and address. The lab's spec records the new counts.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ def _finished_lab(lab: LabDir, action: str) -> Plan:
     return plan
 
 
-def _resized(plan: Plan, masters: int, workers: int, what: str) -> Plan:
+def _resized(plan: Plan, what: str, **changes: object) -> Plan:
     """The plan with the new counts, validated as `up` would; existing nodes keep their names and addresses."""
-    spec = plan.spec.replace(masters=masters, workers=workers)
+    spec = plan.spec.replace(**changes)
     try:
         spec_mod.validate(spec, spec_mod.HostInfo.detect())
     except spec_mod.SpecError as exc:
@@ -77,7 +78,7 @@ def add(lab: LabDir, masters: int = 0, workers: int = 0, out: TextIO | None = No
             "needs a majority, so masters are added in pairs (--masters 2)"
         )
     what = f"add {_count(masters, 'master')}{' and ' if masters and workers else ''}{_count(workers, 'worker')}"
-    grown = _resized(plan, len(plan.masters) + masters, len(plan.workers) + workers, what)
+    grown = _resized(plan, what, masters=len(plan.masters) + masters, workers=len(plan.workers) + workers)
     check_vm_memory(grown.spec, spec_mod.HostInfo.detect())
     _check_sources(grown)
     new = [node.name for node in grown.nodes if node.name not in {n.name for n in plan.nodes}]
@@ -138,8 +139,8 @@ def _count(number: int, noun: str) -> str:
 
 
 def removal_problem(plan: Plan, names: list[str]) -> str | None:
-    """Why removing `names` is refused, or None: unknown names, load balancers, the first master, an even or
-    empty control plane, or nodes that are not the newest of their role."""
+    """Why removing `names` is refused, or None: unknown names, load balancers, the first master, or a control
+    plane left with an even number of members."""
     known = {node.name: node for node in plan.nodes}
     unknown = [name for name in names if name not in known]
     if unknown:
@@ -148,14 +149,6 @@ def removal_problem(plan: Plan, names: list[str]) -> str | None:
         return "load-balancer nodes are part of the lab's design: recreate the lab to change them"
     if plan.init_master.name in names:
         return f"{plan.init_master.name} holds the lab's cluster configuration and cannot be removed"
-    for role, nodes in (("master", plan.masters), ("worker", plan.workers)):
-        chosen = {name for name in names if known[name].role == role}
-        newest = [node.name for node in nodes[len(nodes) - len(chosen) :]] if chosen else []
-        if chosen != set(newest):
-            return (
-                f"nodes are removed newest first, so the addresses stay in order: remove {', '.join(newest)} "
-                f"instead of {', '.join(sorted(chosen))}"
-            )
     left = len(plan.masters) - sum(known[name].role == "master" for name in names)
     if left % 2 == 0:
         return (
@@ -178,11 +171,18 @@ def remove(lab: LabDir, names: list[str], drain_timeout: int = DRAIN_TIMEOUT, ou
     gone = [node for node in reversed(plan.nodes) if node.name in names]
     masters_gone = sum(node.role == "master" for node in gone)
     workers_gone = len(gone) - masters_gone
-    shrunk = _resized(plan, len(plan.masters) - masters_gone, len(plan.workers) - workers_gone, f"remove {names}")
+    shrunk = _resized(
+        plan,
+        f"remove {', '.join(names)}",
+        masters=len(plan.masters) - masters_gone,
+        workers=len(plan.workers) - workers_gone,
+        removed_nodes=sorted({*plan.spec.removed_nodes, *names}),
+    )
     with LabLock(lab, "node remove"):
         provider = provider_for(plan, lab)
         provider.check()
-        connections = provider.connections()
+        running = {node.name for node in provider.status() if node.state == "running"}
+        connections = {name: conn for name, conn in provider.connections().items() if name in running}
         first = connections.get(plan.init_master.name)
         if first is None:
             raise LabError(f"{plan.init_master.name} is not running: `kubelab resume --name {plan.spec.name}` first")

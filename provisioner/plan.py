@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from provisioner import boxes, versions
-from provisioner.spec import LB_FIRST_HOST, MASTER_FIRST_HOST, WORKER_FIRST_HOST, LabSpec
+from provisioner.spec import LB_FIRST_HOST, MASTER_FIRST_HOST, WORKER_FIRST_HOST, LabSpec, node_numbers
 
 ROLES = ("lb", "master", "worker")
 
@@ -83,11 +83,11 @@ def _node_specs(spec: LabSpec) -> list[tuple[str, int, int, int, int]]:
     rows = [("lb", i, LB_FIRST_HOST + i - 1, spec.lb_cpus, spec.lb_memory) for i in range(1, spec.lb_node_count + 1)]
     rows += [
         ("master", i, MASTER_FIRST_HOST + i - 1, spec.master_cpus, spec.master_memory)
-        for i in range(1, spec.masters + 1)
+        for i in node_numbers(spec, "master", spec.masters)
     ]
     rows += [
         ("worker", i, WORKER_FIRST_HOST + i - 1, spec.worker_cpus, spec.worker_memory)
-        for i in range(1, spec.workers + 1)
+        for i in node_numbers(spec, "worker", spec.workers)
     ]
     return rows
 

@@ -230,6 +230,9 @@ class LabSpec:
     skip_network_check: bool = False
     libvirt: dict[str, Any] = field(default_factory=dict)
     virtualbox: dict[str, Any] = field(default_factory=dict)
+    # Nodes `kubelab node remove` took out ("worker-1"): the plan skips their numbers and addresses for good.
+    # Recorded by kubelab, not a flag or lab-file key.
+    removed_nodes: list[str] = field(default_factory=list)
 
     @property
     def kubernetes_minor(self) -> str:
@@ -503,7 +506,13 @@ def _check_networks(spec: LabSpec, host: HostInfo, warnings: list[str]) -> None:
             "6.1.28+ allows by default: pick a subnet inside it, or widen the range in /etc/vbox/networks.conf "
             "(e.g. '* 10.0.0.0/8 192.168.0.0/16')"
         )
-    last_host = WORKER_FIRST_HOST + spec.workers - 1 if spec.workers else MASTER_FIRST_HOST + spec.masters - 1
+    masters, workers = node_numbers(spec, "master", spec.masters), node_numbers(spec, "worker", spec.workers)
+    if masters[-1] > WORKER_FIRST_HOST - MASTER_FIRST_HOST:
+        raise SpecError(
+            f"master-{masters[-1]} would take an address of the workers' range (.{WORKER_FIRST_HOST} on): masters "
+            "removed and added again used up their numbers; recreate the lab"
+        )
+    last_host = WORKER_FIRST_HOST + workers[-1] - 1 if workers else MASTER_FIRST_HOST + masters[-1] - 1
     if last_host >= node_net.num_addresses - 1:
         raise SpecError(
             f"--node-subnet {node_net} has too few addresses: this lab uses host numbers up to .{last_host}; "
@@ -514,6 +523,17 @@ def _check_networks(spec: LabSpec, host: HostInfo, warnings: list[str]) -> None:
         raise SpecError(f"--api-port {spec.api_port} is not a TCP port (1-65535)")
     if spec.mtu is not None and not 1280 <= spec.mtu <= 9000:
         raise SpecError(f"--mtu {spec.mtu} is out of range: use 1280-9000 (1400 suits most VPNs)")
+
+
+def node_numbers(spec: LabSpec, role: str, count: int) -> list[int]:
+    """The numbers of a role's `count` nodes: 1, 2, ... except those `kubelab node remove` took out."""
+    numbers: list[int] = []
+    number = 0
+    while len(numbers) < count:
+        number += 1
+        if f"{role}-{number}" not in spec.removed_nodes:
+            numbers.append(number)
+    return numbers
 
 
 def _check_vip(spec: LabSpec, node_net: ipaddress.IPv4Network) -> None:

@@ -14,7 +14,8 @@ One lab serves the whole module; the tests run in order, the disruptive ones las
 8. `kubelab etcd snapshot`, a ConfigMap deleted, `kubelab etcd restore`: the ConfigMap is back, etcd has its
    three healthy members and the cluster checks pass; a damaged snapshot is refused before anything changes.
 9. `kubelab node remove master-2 master-3` (one alone is refused: an even count): etcd keeps one member and
-   haproxy one backend; `kubelab node add --masters 2` brings both back on their addresses, three members.
+   haproxy one backend; `kubelab node add --masters 2` adds master-4 and master-5 on the next addresses
+   (removed numbers are not reused): three members and three backends again.
 The lab is destroyed at the end, also after a failure, and must leave nothing on the host.
 """
 
@@ -323,9 +324,14 @@ def test_removing_two_masters_then_adding_two_keeps_etcd_and_haproxy_in_step(lab
     added = lab.cli("node", "add", "--masters", "2", "--name", NAME)
     assert added.returncode == 0, added.stdout[-4000:] + added.stderr[-2000:]
     assert "✓ verify" in added.stdout
+    masters = {"master-1": MASTERS["master-1"], "master-4": "10.77.161.24", "master-5": "10.77.161.25"}
     members = lab.etcd_members()
-    assert sorted(m.get("name", "") for m in members) == sorted(MASTERS), members
+    assert sorted(m.get("name", "") for m in members) == sorted(masters), members
     assert all(m.get("clientURLs") and not m.get("isLearner") for m in members), members
-    assert haproxy_backends(lab) == sorted(MASTERS)
+    assert haproxy_backends(lab) == sorted(masters)
     nodes = json.loads(lab.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-    assert {n["metadata"]["name"] for n in nodes} == set(MASTERS) | set(WORKER)
+    addresses = {
+        n["metadata"]["name"]: next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP")
+        for n in nodes
+    }
+    assert addresses == masters | WORKER

@@ -3,9 +3,10 @@
 One lab serves the module, in order: `kubelab up ... --until control-plane` (the API answers /readyz through
 the lab kubeconfig; containerd holds every image of the folder under its exact reference; containers run from
 the pause and etcd images), then `kubelab up` again finishes the lab (workers, cni, verify), then
-`kubelab verify --workloads`; then the day-2 commands: `node add` of a worker, `node remove` of it (first held
-up by a PodDisruptionBudget), and `reset` followed by `up`, which builds a new cluster on the same machines.
-The lab is destroyed at the end, also when a test fails, and must leave nothing.
+`kubelab verify --workloads`; then the day-2 commands: `node add` of a worker, `node remove` of the first one
+(held up by a PodDisruptionBudget first; the new one keeps its name and address), and `reset` followed by
+`up`, which builds a new cluster on the same machines. The lab is destroyed at the end, also when a test
+fails, and must leave nothing.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ spec:
   template:
     metadata: {{labels: {{app: guarded}}}}
     spec:
-      nodeSelector: {{kubernetes.io/hostname: worker-2}}
+      nodeSelector: {{kubernetes.io/hostname: worker-1}}
       containers: [{{name: pause, image: "{image}"}}]
 ---
 apiVersion: policy/v1
@@ -140,7 +141,7 @@ spec:
 """
 
 
-def test_node_remove_waits_for_a_disruption_budget_then_removes_the_newest_worker(
+def test_node_remove_waits_for_a_disruption_budget_then_removes_the_first_worker(
     lab: ClusterLab, tmp_path: Path
 ) -> None:
     manifest = json.loads((lab.folder / "artifacts.json").read_text())
@@ -151,20 +152,21 @@ def test_node_remove_waits_for_a_disruption_budget_then_removes_the_newest_worke
     rolled = lab.kubectl("rollout", "status", "deployment/guarded", "--timeout=120s")
     assert rolled.returncode == 0, rolled.stderr
 
-    blocked = lab.cli("node", "remove", "worker-2", "--name", NAME, "--drain-timeout", "15", "--yes")
+    blocked = lab.cli("node", "remove", "worker-1", "--name", NAME, "--drain-timeout", "15", "--yes")
     assert blocked.returncode == 1, blocked.stdout[-2000:]
     assert "could not be evicted" in blocked.stderr and "default/guarded-" in blocked.stderr, blocked.stderr
-    assert "worker-2" in ready_nodes(lab)  # still there, cordoned
+    assert "worker-1" in ready_nodes(lab)  # still there, cordoned
     assert json.loads((lab.root / "lab.json").read_text())["spec"]["workers"] == 2
 
     assert lab.kubectl("delete", "poddisruptionbudget", "guarded").returncode == 0
-    done = lab.cli("node", "remove", "worker-2", "--name", NAME, "--yes")
+    done = lab.cli("node", "remove", "worker-1", "--name", NAME, "--yes")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "✓ verify" in done.stdout
-    assert ready_nodes(lab) == {"master-1": MASTER, "worker-1": WORKER}
-    assert json.loads((lab.root / "lab.json").read_text())["spec"]["workers"] == 1
+    assert ready_nodes(lab) == {"master-1": MASTER, "worker-2": WORKER_2}  # worker-2 keeps its name and address
+    spec = json.loads((lab.root / "lab.json").read_text())["spec"]
+    assert (spec["workers"], spec["removed_nodes"]) == (1, ["worker-1"])
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert netns_name(NAME, "worker-2") not in netns and netns_name(NAME, "worker-1") in netns
+    assert netns_name(NAME, "worker-1") not in netns and netns_name(NAME, "worker-2") in netns
     assert lab.kubectl("delete", "deployment", "guarded").returncode == 0
 
 
@@ -175,11 +177,11 @@ def test_reset_then_up_builds_a_new_cluster_on_the_same_machines(lab: ClusterLab
     assert not (lab.root / "kubeconfig").exists()
     gone = lab.ssh("master-1", "ls /etc/kubernetes/admin.conf /var/lib/etcd/member /etc/cni/net.d/* 2>&1; true")
     assert gone.stdout.count("No such file or directory") == 3, gone.stdout
-    kept = lab.ssh("worker-1", "systemctl is-active containerd && ctr -n k8s.io images list -q | grep -c /pause:")
+    kept = lab.ssh("worker-2", "systemctl is-active containerd && ctr -n k8s.io images list -q | grep -c /pause:")
     assert kept.returncode == 0, kept.stdout + kept.stderr
 
     again = lab.cli("up", "--name", NAME)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "control-plane, workers, cni, verify" in again.stdout and "✓ verify" in again.stdout
-    assert ready_nodes(lab) == {"master-1": MASTER, "worker-1": WORKER}
+    assert ready_nodes(lab) == {"master-1": MASTER, "worker-2": WORKER_2}
     assert "NotFound" in lab.kubectl("get", "configmap", "made-before-the-reset").stderr
