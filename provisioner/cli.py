@@ -157,15 +157,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return lifecycle.resume(_lab_dir(args))
 
 
+def _confirmed(args: argparse.Namespace, question: str) -> bool:
+    """--yes, or the user's yes to `question`."""
+    return bool(args.yes) or input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
 def cmd_destroy(args: argparse.Namespace) -> int:
     from provisioner import lifecycle
 
     lab = _lab_dir(args)
-    if lab.root.exists() and not args.yes:
-        answer = input(f"destroy lab '{lab.root.name}' ({lab.root}) and its machines? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("nothing destroyed")
-            return 1
+    if lab.root.exists() and not _confirmed(args, f"destroy lab '{lab.root.name}' ({lab.root}) and its machines?"):
+        print("nothing destroyed")
+        return 1
     destroyed = lifecycle.destroy(lab, reset=args.reset)
     return 0 if destroyed or not lab.root.exists() else 1  # a failed --reset keeps the lab folder
 
@@ -174,11 +177,9 @@ def cmd_reset(args: argparse.Namespace) -> int:
     from provisioner import reset
 
     lab = _lab_dir(args)
-    if not args.yes:
-        answer = input(f"remove the Kubernetes cluster of lab '{lab.root.name}' (the machines stay)? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("nothing reset")
-            return 1
+    if not _confirmed(args, f"remove the Kubernetes cluster of lab '{lab.root.name}' (the machines stay)?"):
+        print("nothing reset")
+        return 1
     return 0 if reset.reset(lab) else 1
 
 
@@ -196,11 +197,9 @@ def cmd_node_remove(args: argparse.Namespace) -> int:
     if problem:  # before the question: a refused removal changes nothing
         print(f"error: nothing was removed: {problem}", file=sys.stderr)
         return 1
-    if not args.yes:
-        answer = input(f"drain {', '.join(args.nodes)} and remove them from lab '{lab.root.name}'? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("nothing removed")
-            return 1
+    if not _confirmed(args, f"drain {', '.join(args.nodes)} and remove them from lab '{lab.root.name}'?"):
+        print("nothing removed")
+        return 1
     return 0 if node_ops.remove(lab, args.nodes, drain_timeout=args.drain_timeout) else 1
 
 
@@ -219,11 +218,9 @@ def cmd_etcd_restore(args: argparse.Namespace) -> int:
     if problem:  # before the question: a file that cannot be restored changes nothing
         print(f"error: {problem}", file=sys.stderr)
         return 1
-    if not args.yes:
-        answer = input(f"replace the etcd data of lab '{lab.root.name}' with {args.file}? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("nothing restored")
-            return 1
+    if not _confirmed(args, f"replace the etcd data of lab '{lab.root.name}' with {args.file}?"):
+        print("nothing restored")
+        return 1
     etcd_backup.restore(lab, args.file)
     return 0
 

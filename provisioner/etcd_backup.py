@@ -72,14 +72,14 @@ def snapshot_problem(path: Path) -> str | None:
     return None
 
 
-def _etcd(master: str, tool: str) -> str:
+def _etcd(master: str, tool: str, kubectl: str = KUBECTL) -> str:
     tls = " ".join(ETCDCTL_TLS) if tool == "etcdctl" else ""
-    return f"{KUBECTL} -n kube-system exec etcd-{master} -- {tool} {tls}".rstrip()
+    return f"{kubectl} -n kube-system exec etcd-{master} -- {tool} {tls}".rstrip()
 
 
 def etcdctl(master: str, kubectl: str = KUBECTL) -> str:
     """etcdctl with the client certificates, inside `master`'s etcd pod (reached with `kubectl`)."""
-    return f"{kubectl} -n kube-system exec etcd-{master} -- etcdctl {' '.join(ETCDCTL_TLS)}"
+    return _etcd(master, "etcdctl", kubectl)
 
 
 def _check(done, what: str) -> str:

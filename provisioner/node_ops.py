@@ -28,7 +28,8 @@ EVICTION_ERROR = re.compile(r'pods/"([^"]+)" -n "([^"]+)"')
 
 def _finished_lab(lab: LabDir, action: str) -> Plan:
     plan = load_lab(lab)
-    missing = [p for p in phases_mod.PHASE_NAMES if p != "verify" and not load_state(lab).is_done(p)]
+    state = load_state(lab)
+    missing = [p for p in phases_mod.PHASE_NAMES if p != "verify" and not state.is_done(p)]
     if missing:
         raise LabError(
             f"lab '{plan.spec.name}' is not finished ({missing[0]} has not run): `kubelab up --name "
