@@ -242,12 +242,6 @@ class HostsProvider(Provider):
     def resume(self, progress: Progress) -> None:
         self.check()
 
-    def remove(self, names: list[str]) -> None:
-        raise ProviderError(
-            "kubelab does not add or remove machines of a hosts lab: change your inventory, then "
-            "`kubelab destroy --reset` and `kubelab up` with it"
-        )
-
     def destroy(self) -> bool:
         """Forget the machines; they are left as they are (kubelab did not create them)."""
         host_vars = self.lab.inventory_dir / "host_vars"

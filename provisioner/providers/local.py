@@ -66,6 +66,11 @@ class LocalProvider(Provider):
     def _files(self, node: str) -> local_node.NodeFiles:
         return local_node.NodeFiles(self.state_dir / "nodes" / node)
 
+    def _recorded_files(self, state: LocalState, node: str) -> local_node.NodeFiles:
+        """The node's files as its start recorded them, else their default place."""
+        record = state.node(node)
+        return local_node.NodeFiles(Path(record["dir"])) if "dir" in record else self._files(node)
+
     def _leaf(self, node: str) -> str:
         return f"kubelab-{self.lab_name}-{node}"
 
@@ -194,8 +199,7 @@ class LocalProvider(Provider):
                 return
             for name in names:
                 self._stop_node(state, name, 0.0)  # drained and reset already
-                record = state.node(name)
-                files = local_node.NodeFiles(Path(record["dir"])) if "dir" in record else self._files(name)
+                files = self._recorded_files(state, name)
                 if files.dir.exists():
                     local_image.remove_tree(files.dir)
                 state.forget_node(name)
@@ -332,7 +336,7 @@ class LocalProvider(Provider):
 
     def _stop_node(self, state: LocalState, name: str, graceful: float) -> bool:
         record = state.node(name)
-        files = local_node.NodeFiles(Path(record["dir"])) if "dir" in record else self._files(name)
+        files = self._recorded_files(state, name)
         found = local_node.stop(files, self._leaf(name), self._cgroups(state, name), graceful)
         found = local_network.delete_link(record.get("veth", self._veth(name))) or found
         found = local_network.delete_netns(record.get("netns", self._netns(name))) or found
