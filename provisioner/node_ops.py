@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
+from contextlib import suppress
 from typing import TextIO
 
 from provisioner import phases as phases_mod
@@ -23,10 +25,11 @@ from provisioner.remote import run_on
 from provisioner.state import LabLock, load_state, save_state
 
 DRAIN_TIMEOUT = 180  # default seconds a drain may wait for evictions (PodDisruptionBudgets) before it gives up
+ETCD_SETTLE_SECONDS = 60  # how long master-1's etcd may take to answer again after a member left
 EVICTION_ERROR = re.compile(r'pods/"([^"]+)" -n "([^"]+)"')
 
 
-def _finished_lab(lab: LabDir, action: str) -> Plan:
+def finished_lab(lab: LabDir, action: str) -> Plan:
     plan = load_lab(lab)
     state = load_state(lab)
     missing = [p for p in phases_mod.PHASE_NAMES if p != "verify" and not state.is_done(p)]
@@ -72,7 +75,7 @@ def add(lab: LabDir, masters: int = 0, workers: int = 0, out: TextIO | None = No
     out = out or sys.stdout
     if masters < 0 or workers < 0 or masters + workers == 0:
         raise LabError("say how many nodes to add: --workers N and/or --masters N (N > 0)")
-    plan = _finished_lab(lab, "add nodes")
+    plan = finished_lab(lab, "add nodes")
     if masters % 2:
         raise LabError(
             f"--masters {masters} would leave an even number of masters ({len(plan.masters) + masters}): etcd "
@@ -165,7 +168,7 @@ def remove(lab: LabDir, names: list[str], drain_timeout: int = DRAIN_TIMEOUT, ou
     from provisioner.render import write_connections, write_lab
 
     out = out or sys.stdout
-    plan = _finished_lab(lab, "remove nodes")
+    plan = finished_lab(lab, "remove nodes")
     problem = removal_problem(plan, names)
     if problem:
         raise LabError(f"nothing was removed: {problem}")
@@ -235,14 +238,15 @@ def _check_quorum(plan: Plan, first: Connection, leaving: list[str]) -> None:
 
 def _remove_one(plan: Plan, provider: Provider, node: Node, first: Connection, own, drain_timeout: int, report) -> None:
     report("draining")
-    _drain(first, first_master_kubectl(plan), node.name, drain_timeout)
+    drain(first, first_master_kubectl(plan), node.name, drain_timeout)
     if node.role == "master":
+        report("leaving etcd")
+        _remove_etcd_member(plan, first, node)
         if own is not None:
-            report("kubeadm reset (leaves etcd)")
-            reset = run_on(own, "kubeadm reset --force", timeout=300)
+            report("kubeadm reset")
+            reset = run_on(own, "kubeadm reset --force --skip-phases remove-etcd-member", timeout=300)
             if reset.returncode != 0:
                 raise LabError(f"`kubeadm reset` on {node.name} failed: {reset.stderr.strip()[-300:]}")
-        _remove_etcd_member(plan, first, node)
     report("deleting the Node")
     deleted = run_on(first, f"{first_master_kubectl(plan)} delete node {node.name} --ignore-not-found", timeout=120)
     if deleted.returncode != 0:
@@ -259,7 +263,7 @@ def _forget_pods(plan: Plan, first: Connection, names: list[str]) -> None:
         run_on(first, f"{first_master_kubectl(plan)} delete pods -A {selector} --force --grace-period=0", timeout=120)
 
 
-def _drain(first: Connection, kubectl: str, name: str, timeout: int) -> None:
+def drain(first: Connection, kubectl: str, name: str, timeout: int) -> None:
     """`kubectl drain` (evictions respect PodDisruptionBudgets); a node that is gone already counts as drained."""
     command = f"{kubectl} drain {name} --ignore-daemonsets --delete-emptydir-data --timeout={timeout}s"
     done = run_on(first, command, timeout=timeout + 60)
@@ -283,16 +287,56 @@ def drain_error(name: str, output: str, timeout: int) -> str:
 
 
 def _remove_etcd_member(plan: Plan, first: Connection, node: Node) -> None:
-    """kubeadm reset removes the node's etcd member; a member left behind (machine already gone) is removed here."""
+    """Remove the node's etcd member through master-1 while the node still runs, with master-1's member as
+    leader: the member that stays then commits and applies the change itself. etcd calls removing a member
+    from two unsafe otherwise: a leaving leader can stop before the other member learns of the commit, and
+    the cluster loses its quorum. Done before `kubeadm reset`, whose own removal failing would leave a
+    stopped member behind. Returns once master-1's etcd answers without the node's member."""
     from provisioner.etcd_backup import etcdctl
 
     etcd = etcdctl(plan.init_master.name, first_master_kubectl(plan))
+    member = _etcd_member_id(first, etcd, node.name)
+    if member is None:
+        return
+    _lead_from(plan.init_master, first, etcd)
+    removed = run_on(first, f"{etcd} member remove {member}", timeout=60)
+    if removed.returncode != 0:
+        raise LabError(f"removing {node.name}'s etcd member failed: {removed.stderr.strip()[-300:]}")
+    deadline = time.monotonic() + ETCD_SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        with suppress(LabError):
+            if _etcd_member_id(first, etcd, node.name) is None:
+                return
+        time.sleep(2)
+    raise LabError(
+        f"etcd on {plan.init_master.name} does not answer {ETCD_SETTLE_SECONDS} s after {node.name} left it: "
+        f"`kubelab verify --name {plan.spec.name}` says more"
+    )
+
+
+def _lead_from(master: Node, connection: Connection, etcd: str) -> None:
+    """Make `master`'s etcd member the leader (`etcdctl move-leader`, sent to the current leader)."""
+    status = run_on(connection, f"{etcd} endpoint status --cluster -w json", timeout=60)
+    try:
+        entries = {entry["Endpoint"]: entry["Status"] for entry in json.loads(status.stdout)}
+        own = entries[f"https://{master.ip}:2379"]["header"]["member_id"]
+        leader = next(iter(entries.values()))["leader"]
+    except (ValueError, TypeError, KeyError, StopIteration):
+        raise LabError(f"etcd's endpoint status has no leader: {status.stderr.strip()[-300:]}") from None
+    if leader == own:
+        return
+    moved = run_on(connection, f"{etcd} --endpoints={','.join(entries)} move-leader {own:x}", timeout=60)
+    if moved.returncode != 0:
+        raise LabError(f"moving etcd's leader to {master.name} failed: {moved.stderr.strip()[-300:]}")
+
+
+def _etcd_member_id(first: Connection, etcd: str, name: str) -> str | None:
+    """The hexadecimal ID of the etcd member called `name`, None when there is none."""
     members = run_on(first, f"{etcd} member list", timeout=60)
     if members.returncode != 0:
         raise LabError(f"etcdctl member list failed: {members.stderr.strip()[-300:]}")
     for line in members.stdout.splitlines():
         fields = [field.strip() for field in line.split(",")]
-        if len(fields) > 2 and fields[2] == node.name:
-            removed = run_on(first, f"{etcd} member remove {fields[0]}", timeout=60)
-            if removed.returncode != 0:
-                raise LabError(f"removing {node.name}'s etcd member failed: {removed.stderr.strip()[-300:]}")
+        if len(fields) > 2 and fields[2] == name:
+            return fields[0]
+    return None

@@ -236,3 +236,76 @@ def test_masters_are_removed_only_while_every_member_that_stays_is_healthy(
     else:
         with pytest.raises(lifecycle.LabError, match=refused):
             node_ops._check_quorum(plan, first, ["master-4", "master-5"])
+
+
+class EtcdStandIn:
+    """Answers run_on like master-1 would: `member list` and `endpoint status` show the members that are left,
+    `move-leader` and `member remove` change them; every command is recorded in order."""
+
+    def __init__(self, members: dict[str, str], leader: str) -> None:
+        self.members = dict(members)
+        self.leader = leader
+        self.commands: list[str] = []
+
+    def __call__(self, connection: Connection, command: str, timeout: float = 120):
+        self.commands.append(command)
+        stdout = ""
+        if command.endswith("member list"):
+            stdout = "".join(
+                f"{ident}, started, {name}, https://x:2380, https://x:2379, false\n"
+                for ident, name in self.members.items()
+            )
+        elif "endpoint status" in command:
+            stdout = json.dumps(
+                [
+                    {
+                        "Endpoint": f"https://10.0.0.2{name[-1]}:2379",
+                        "Status": {"header": {"member_id": int(ident, 16)}, "leader": int(self.leader, 16)},
+                    }
+                    for ident, name in self.members.items()
+                ]
+            )
+        elif " move-leader " in command:
+            self.leader = command.rsplit(" ", 1)[1]
+        elif " member remove " in command:
+            self.members.pop(command.rsplit(" ", 1)[1])
+        return type("Done", (), {"returncode": 0, "stdout": stdout, "stderr": ""})
+
+
+MEMBERS = {"8e9e05c52164694d": "master-1", "91bc3c398fb3c146": "master-2", "fd422379fda50e48": "master-3"}
+
+
+def remove_master_2(monkeypatch: pytest.MonkeyPatch, etcd: EtcdStandIn) -> list[list[str]]:
+    plan = make_plan(build_spec({}, {"name": "shrink", "masters": 3, "lb": "haproxy", "node_subnet": "10.0.0.0/24"}))
+    monkeypatch.setattr(node_ops, "run_on", etcd)
+    removed: list[list[str]] = []
+    provider = type("Machines", (), {"remove": lambda self, names: removed.append(names)})()
+    first, own = (Connection(f"10.0.0.{n}", 22, "root", "/dev/null") for n in (21, 22))
+    master_2 = next(node for node in plan.masters if node.name == "master-2")
+    node_ops._remove_one(plan, provider, master_2, first, own, 60, lambda step: None)
+    return removed
+
+
+def steps(commands: list[str]) -> list[str]:
+    words = ("drain", "move-leader", "member remove", "kubeadm reset", "delete node")
+    return [next(word for word in words if word in c) for c in commands if any(word in c for word in words)]
+
+
+def test_a_leaving_leader_hands_etcd_to_master_1_before_it_leaves_and_before_its_kubeadm_reset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    etcd = EtcdStandIn(MEMBERS, leader="91bc3c398fb3c146")
+    removed = remove_master_2(monkeypatch, etcd)
+
+    assert etcd.leader == "8e9e05c52164694d" and "master-2" not in etcd.members.values()
+    assert steps(etcd.commands) == ["drain", "move-leader", "member remove", "kubeadm reset", "delete node"]
+    move = next(c for c in etcd.commands if "move-leader" in c)
+    assert "--endpoints=https://10.0.0.21:2379,https://10.0.0.22:2379,https://10.0.0.23:2379 " in move
+    assert "--skip-phases remove-etcd-member" in next(c for c in etcd.commands if "kubeadm reset" in c)
+    assert removed == [["master-2"]]
+
+
+def test_leadership_stays_where_it_is_when_master_1_leads_already(monkeypatch: pytest.MonkeyPatch) -> None:
+    etcd = EtcdStandIn(MEMBERS, leader="8e9e05c52164694d")
+    remove_master_2(monkeypatch, etcd)
+    assert steps(etcd.commands) == ["drain", "member remove", "kubeadm reset", "delete node"]
