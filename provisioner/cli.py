@@ -203,6 +203,20 @@ def cmd_node_remove(args: argparse.Namespace) -> int:
     return 0 if node_ops.remove(lab, args.nodes, drain_timeout=args.drain_timeout) else 1
 
 
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    from provisioner import upgrade
+
+    done = upgrade.upgrade(
+        _lab_dir(args),
+        args.to,
+        artifacts=args.artifacts,
+        confirm=lambda question: _confirmed(args, question),
+        allow_unsupported=args.allow_unsupported_version,
+        drain_timeout=args.drain_timeout,
+    )
+    return 0 if done else 1
+
+
 def cmd_etcd_snapshot(args: argparse.Namespace) -> int:
     from provisioner import etcd_backup
 
@@ -371,6 +385,25 @@ def _node_parser(sub) -> None:  # sub: argparse subparsers
     remove.set_defaults(func=cmd_node_remove)
 
 
+def _upgrade_parser(sub) -> None:  # sub: argparse subparsers
+    upgrade = sub.add_parser(
+        "upgrade", help="kubeadm upgrade of a finished lab to the next minor or a newer patch, node by node"
+    )
+    _lab_arguments(upgrade)
+    upgrade.add_argument("--to", required=True, metavar="VERSION", help="e.g. 1.36 or 1.36.3 (one minor at a time)")
+    upgrade.add_argument(
+        "--artifacts", type=Path, metavar="DIR", help="offline labs: the target's folder (`kubelab artifacts build`)"
+    )
+    upgrade.add_argument(
+        "--allow-unsupported-version", action="store_true", help="a minor kubelab does not list as supported"
+    )
+    upgrade.add_argument(
+        "--drain-timeout", type=int, default=180, metavar="S", help="seconds a drain may wait for evictions (180)"
+    )
+    upgrade.add_argument("-y", "--yes", action="store_true", help="do not ask after the plan is shown")
+    upgrade.set_defaults(func=cmd_upgrade)
+
+
 def _cache_parser(sub) -> None:  # sub: argparse subparsers
     cache = sub.add_parser("cache", help="the host's apt cache shared by all labs: start, stop, status")
     commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
@@ -460,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     _lab_arguments(failover)
     failover.set_defaults(func=cmd_test_failover)
     _node_parser(sub)
+    _upgrade_parser(sub)
     _etcd_parser(sub)
     _artifacts_parser(sub)
     _cache_parser(sub)

@@ -220,14 +220,14 @@ def run_failover(lab_dir: LabDir, out: TextIO | None = None) -> int:
     """Run the failover test, then `kubelab verify`; 0 when everything held."""
     import testinfra
 
-    from provisioner.verify import checks_environment, run_verify, shared_ssh
+    from provisioner.verify import checks_environment, lab_artifacts_dir, run_verify, shared_ssh
 
     out = out or sys.stdout
     if not lab_dir.hosts_inventory.is_file():
         raise FailoverError(f"{lab_dir.root} has no inventory: create the lab first (`kubelab up`)")
     lab = read_lab(lab_dir.root)
     check_lab(lab)
-    os.environ.update(checks_environment())
+    os.environ.update(checks_environment(lab_artifacts_dir(lab_dir)))
     with shared_ssh(lab_dir) as config:
         hosts = {
             name: testinfra.get_host(

@@ -125,12 +125,12 @@ def checks_environment(artifacts_dir: str | None = None) -> dict[str, str]:
 
 
 def lab_artifacts_dir(lab: LabDir) -> str | None:
-    """The artifacts folder the lab was created with (``artifacts`` in its lab.json), if any."""
+    """The lab's artifacts folder (``artifacts`` of the spec in its lab.json), if any."""
     try:
-        data = json.loads(lab.spec_file.read_text())
-    except (OSError, ValueError):
+        spec = json.loads(lab.spec_file.read_text()).get("spec")
+    except (OSError, ValueError, AttributeError):
         return None
-    return str(data["artifacts"]) if isinstance(data, dict) and data.get("artifacts") else None
+    return str(spec["artifacts"]) if isinstance(spec, dict) and spec.get("artifacts") else None
 
 
 def format_table(rows: list[dict[str, str]]) -> str:

@@ -13,7 +13,9 @@ import pytest
 
 from provisioner.checks import kube, kubectl_json, manifests
 
-PROBE_TIMEOUT = "180s"
+# How long the probe pods may take to run on every Ready node. A node that is not Ready is not waited for:
+# its missing pod is reported at once, with the node's condition.
+PROBE_TIMEOUT = 180
 # kube-proxy programs a Service's rules a moment after its EndpointSlice lists the pods; on a one-node
 # cluster the Service checks run right after the rollout, so they wait this long for the path to open.
 SERVICE_SETTLE_SECONDS = 20
@@ -86,20 +88,34 @@ def probe(kubectl, lab):
         kubectl.apply(manifests.namespace(ns))
         kubectl.apply(manifests.probe_daemonset(ns, name))
         kubectl.apply(manifests.service(name, ns, {"app": name}, kind="NodePort"))
-        rollout = kubectl.run(
-            "-n", ns, "rollout", "status", f"daemonset/{name}", f"--timeout={PROBE_TIMEOUT}", check=False
-        )
-        pods = kubectl_json.running_pods_by_node(kubectl.json("-n", ns, "get", "pods"), "app", name)
+        pods, nodes = _wait_for_probe_pods(kubectl, ns, name, set(lab.k8s_nodes))
         cluster_ip, node_port = kubectl_json.service_ports(kubectl.json("-n", ns, "get", "service", name))
         missing = sorted(set(lab.k8s_nodes) - set(pods))
         if missing:
-            pytest.fail(
-                f"no running probe pod on {', '.join(missing)} ({rollout.stdout.strip() or rollout.stderr.strip()})"
-            )
+            why = {
+                node: f"node Ready={nodes[node]['ready']} ({nodes[node]['reason'] or 'no reason given'})"
+                if node in nodes and nodes[node]["ready"] != "True"
+                else f"not running after {PROBE_TIMEOUT} s"
+                for node in missing
+            }
+            pytest.fail("no running probe pod on " + ", ".join(f"{node}: {why[node]}" for node in missing))
         _wait_for_endpoints(kubectl, ns, name, {ip for _, ip in pods.values()})
         yield {"pods": pods, "cluster_ip": cluster_ip, "node_port": node_port, "ns": ns}
     finally:
         kubectl.run("delete", "namespace", ns, "--ignore-not-found", "--wait=false", check=False)
+
+
+def _wait_for_probe_pods(kubectl, ns: str, name: str, expected: set[str]):
+    """Until a probe pod runs on every expected node that is Ready (or PROBE_TIMEOUT passes): the running pods
+    by node, and the nodes' summary last seen."""
+    deadline = time.monotonic() + PROBE_TIMEOUT
+    while True:
+        pods = kubectl_json.running_pods_by_node(kubectl.json("-n", ns, "get", "pods"), "app", name)
+        nodes = kubectl_json.node_summary(kubectl.json("get", "nodes"))
+        waiting = {node for node in expected - set(pods) if nodes.get(node, {}).get("ready") == "True"}
+        if not waiting or time.monotonic() >= deadline:
+            return pods, nodes
+        time.sleep(2)
 
 
 def _wait_for_endpoints(kubectl, ns: str, service: str, addresses: set[str]) -> None:

@@ -44,8 +44,10 @@ PROVIDER_VARS: dict[str, object] = {
     # The nodes see the host's cgroup v1 hierarchies; kubelet 1.35+ refuses v1 unless told not to.
     "kubeadm_kubelet_fail_cgroup_v1": False,
     # kubeadm's SystemVerification refuses cgroup v1 for kubelet 1.35+ even with failCgroupV1 false, and says
-    # to skip it explicitly: the nodes see this host's cgroup v1 hierarchies. Nothing else is ignored.
+    # to skip it explicitly: the nodes see this host's cgroup v1 hierarchies. Nothing else is ignored, at
+    # init and join (kubeadm role) and at `kubeadm upgrade apply|node` (kube_upgrade role).
     "kubeadm_ignore_preflight_errors": ["SystemVerification"],
+    "kube_upgrade_ignore_preflight_errors": ["SystemVerification"],
 }
 
 

@@ -1,19 +1,25 @@
 """The mission for real: a kubeadm HA cluster (3 masters with stacked etcd behind 2 haproxy/keepalived nodes
-and a VIP, 1 worker, Flannel) on local nodes, from a built artifacts folder.
+and a VIP, 1 worker, Flannel) on local nodes, from built artifacts folders: it starts on Kubernetes 1.35 and
+is upgraded to 1.36, so every later test runs on an upgraded cluster.
 
 One lab serves the whole module; the tests run in order, the disruptive ones last:
 1. `kubelab up` is SIGKILLed while master-2 joins; `kubelab up` again recovers it (etcd ends with exactly three
    started members) and finishes every phase, verify included.
-2. `kubelab verify --workloads` passes; kubectl on the host reaches the lab through `kubelab kubeconfig --merge`.
-3. A second `kubelab up --from packages` changes nothing in any phase.
-4. No secret of the run (a real bootstrap token, the admin client key, node keys) leaks into logs, state or
+2. Every node is Ready on its private address; the kubeconfig talks to the VIP.
+3. `kubelab upgrade --to 1.36` with a Deployment of two replicas (PodDisruptionBudget) answering a request loop
+   from worker-1 throughout: cut short after master-1, then run again, it goes on with master-2 (master-1 is
+   not drained twice); every node on 1.36, three etcd members, verify --workloads passing, a downgrade
+   refused; the share of failed requests and the longest failure are printed.
+4. kubectl on the host reaches the lab through `kubelab kubeconfig --merge`.
+5. A second `kubelab up --from packages` changes nothing in any phase.
+6. No secret of the run (a real bootstrap token, the admin client key, node keys) leaks into logs, state or
    console output; the files that hold them are 0600.
-5. Each cluster check fails, naming what broke, when its subject is broken, and passes again once restored.
-6. `kubelab test failover`: VIP holder and a master stopped, the API keeps answering through the VIP.
-7. `halt` then `resume`: the cluster comes back and resume's checks pass.
-8. `kubelab etcd snapshot`, a ConfigMap deleted, `kubelab etcd restore`: the ConfigMap is back, etcd has its
+7. Each cluster check fails, naming what broke, when its subject is broken, and passes again once restored.
+8. `kubelab test failover`: VIP holder and a master stopped, the API keeps answering through the VIP.
+9. `halt` then `resume`: the cluster comes back and resume's checks pass.
+10. `kubelab etcd snapshot`, a ConfigMap deleted, `kubelab etcd restore`: the ConfigMap is back, etcd has its
    three healthy members and the cluster checks pass; a damaged snapshot is refused before anything changes.
-9. `kubelab node remove master-2 master-3` (one alone is refused: an even count): etcd keeps one member and
+11. `kubelab node remove master-2 master-3` (one alone is refused: an even count): etcd keeps one member and
    haproxy one backend; `kubelab node add --masters 2` adds master-4 and master-5 on the next addresses
    (removed numbers are not reused): three members and three backends again.
 The lab is destroyed at the end, also after a failure, and must leave nothing on the host.
@@ -33,7 +39,7 @@ from pathlib import Path
 
 import pytest
 import secretscan
-from builtartifacts import CNI, built_folder, kubernetes_version
+from builtartifacts import CNI, KUBERNETES_MINOR, UPGRADE_FROM_MINOR, built_folder, kubernetes_version
 from clusterlab import ClusterLab, destroyed_after
 from hosttools import require_tools
 
@@ -50,6 +56,8 @@ VIP = "10.77.161.10"
 
 
 class Lab(ClusterLab):
+    target: Path  # the artifacts folder `kubelab upgrade` goes to (the lab starts on `folder`, one minor below)
+
     def verify(self, *groups: str) -> tuple[int, dict[str, dict[str, str]]]:
         """`kubelab verify --only GROUPS`: exit code and the rows by check name (node-less rows only)."""
         done = self.cli("verify", "--name", NAME, "--only", ",".join(groups), timeout=900)
@@ -71,10 +79,12 @@ class Lab(ClusterLab):
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_tools(*LOCAL_TOOLS)
-    folder = built_folder()
+    folder = built_folder(UPGRADE_FROM_MINOR)
     home = tmp_path_factory.mktemp("kubelab-home")
     with destroyed_after(home, NAME, SUBNET):
-        yield Lab(NAME, home, folder, kubernetes_version(folder))
+        lab = Lab(NAME, home, folder, kubernetes_version(folder))
+        lab.target = built_folder(KUBERNETES_MINOR)
+        yield lab
 
 
 def up_argv(lab: Lab) -> list[str]:
@@ -129,7 +139,8 @@ def test_up_killed_while_master_2_joins_then_up_again_completes_the_lab(lab: Lab
     assert all(m.get("clientURLs") and not m.get("isLearner") for m in members), members
 
 
-def test_every_node_is_ready_on_its_private_ip_and_verify_with_workloads_passes(lab: Lab) -> None:
+def test_every_node_is_ready_on_its_private_ip_behind_the_vip(lab: Lab) -> None:
+    # `up` ended with verify (every group); `verify --workloads` runs at the end of the upgrade below.
     nodes = json.loads(lab.kubectl("get", "nodes", "-o", "json").stdout)["items"]
     addresses = {
         n["metadata"]["name"]: next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP")
@@ -137,8 +148,142 @@ def test_every_node_is_ready_on_its_private_ip_and_verify_with_workloads_passes(
     }
     assert addresses == MASTERS | WORKER
     assert lab.server() == f"https://{VIP}:6443"
-    done = lab.cli("verify", "--name", NAME, "--workloads", timeout=1200)
-    assert done.returncode == 0, done.stdout[-5000:]
+
+
+UPGRADE_PROBE = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: upgrade-probe, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: upgrade-probe}}
+  template:
+    metadata: {labels: {app: upgrade-probe}}
+    spec:
+      tolerations: [{key: node-role.kubernetes.io/control-plane, effect: NoSchedule}]
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+            - {labelSelector: {matchLabels: {app: upgrade-probe}}, topologyKey: kubernetes.io/hostname}
+      containers:
+        - name: web
+          image: IMAGE
+          args: [netexec, --http-port=8080]
+          readinessProbe: {httpGet: {path: /hostname, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: upgrade-probe, namespace: default}
+spec:
+  selector: {app: upgrade-probe}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: upgrade-probe, namespace: default}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: upgrade-probe}}
+"""
+# Bounded: at most REQUEST_LOOP_SECONDS, stopped earlier by the test; one line per request.
+REQUEST_LOOP_SECONDS = 3000
+REQUEST_LOOP = (
+    "end=$(( $(date +%s) + {seconds} )); rm -f /tmp/upgrade-stop; "
+    "while [ $(date +%s) -lt $end ] && [ ! -e /tmp/upgrade-stop ]; do "
+    "if curl -s -m 2 -o /dev/null http://{address}/hostname; then r=ok; else r=fail; fi; "
+    'echo "$(date +%s.%N) $r"; sleep 0.5; done'
+)
+
+
+def request_outcomes(lab: Lab) -> list[tuple[float, bool]]:
+    lines = lab.ssh("worker-1", "touch /tmp/upgrade-stop; sleep 1; cat /tmp/upgrade-requests.log").stdout.split("\n")
+    return [(float(when), outcome == "ok") for when, outcome in (line.split() for line in lines if line.strip())]
+
+
+def longest_failure(outcomes: list[tuple[float, bool]]) -> float:
+    """Seconds from the first to the first good request after it, for the longest run of failed requests."""
+    longest, failing_since = 0.0, None
+    for when, ok in outcomes:
+        if not ok and failing_since is None:
+            failing_since = when
+        elif ok and failing_since is not None:
+            longest, failing_since = max(longest, when - failing_since), None
+    if failing_since is not None:
+        longest = max(longest, outcomes[-1][0] - failing_since)
+    return longest
+
+
+def test_upgrade_to_the_next_minor_node_by_node_keeps_a_service_answering(lab: Lab) -> None:
+    target = kubernetes_version(lab.target)
+    # Refused before anything changes: the lab's own folder holds the old version.
+    refused = lab.cli("upgrade", "--to", KUBERNETES_MINOR, "--name", NAME, "--yes")
+    assert refused.returncode == 1 and f"holds Kubernetes {lab.version}, not {KUBERNETES_MINOR}" in refused.stderr
+
+    agnhost = next(e["name"] for e in artifacts_entries(lab.folder) if "/agnhost:" in e["name"])
+    applied = subprocess.run(
+        [str(lab.folder / "bin" / "kubectl"), "--kubeconfig", str(lab.root / "kubeconfig"), "apply", "-f", "-"],
+        input=UPGRADE_PROBE.replace("IMAGE", agnhost),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert applied.returncode == 0, applied.stderr
+    rolled = lab.kubectl("rollout", "status", "deployment/upgrade-probe", "--timeout=180s")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    address = lab.kubectl("get", "service", "upgrade-probe", "-o", "jsonpath={.spec.clusterIP}").stdout
+    loop = REQUEST_LOOP.format(seconds=REQUEST_LOOP_SECONDS, address=address)
+    started = lab.ssh("worker-1", f"nohup sh -c '{loop}' > /tmp/upgrade-requests.log 2>&1 < /dev/null &")
+    assert started.returncode == 0, started.stderr
+
+    argv = ["upgrade", "--to", KUBERNETES_MINOR, "--artifacts", str(lab.target), "--name", NAME, "--yes"]
+    env = {**os.environ, "KUBELAB_HOME": str(lab.home)}
+    command = [sys.executable, "-m", "provisioner.cli", *argv]
+    # Cut short while master-2's turn begins (master-1 is done): the same command goes on from there.
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    ) as first:
+        seen: list[str] = []
+        try:
+            for line in first.stdout:  # type: ignore[union-attr]
+                seen.append(line)
+                if "upgrade" in line and "master-2" in line and line.startswith("->"):
+                    break
+        finally:
+            os.killpg(first.pid, signal.SIGKILL)
+        lab.console.append("".join(seen))
+    assert any(line.startswith("✓ upgrade") and "master-1" in line for line in seen), "".join(seen)[-4000:]
+    assert "kube-apiserver" in "".join(seen) and f"v{target}" in "".join(seen), "no upgrade plan was shown"
+
+    again = lab.cli(*argv, timeout=3600)
+    outcomes = request_outcomes(lab)
+    assert again.returncode == 0, again.stdout[-5000:] + again.stderr[-2000:]
+    assert f"master-1 runs v{target} already" in again.stdout
+    assert not re.search(r"^-> upgrade\s+master-1", again.stdout, re.M), "master-1 was upgraded (drained) twice"
+    # The upgrade ends with `verify --workloads`: every group, workloads included, passing.
+    assert re.search(r"^workloads\s+\S+\s+\S+\s+PASS", again.stdout, re.M), again.stdout[-3000:]
+    assert re.search(r"\d+ passed, 0 failed", again.stdout), again.stdout[-3000:]
+
+    nodes = json.loads(lab.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    assert {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes} == {
+        name: f"v{target}" for name in MASTERS | WORKER
+    }
+    members = lab.etcd_members()
+    assert sorted(m.get("name", "") for m in members) == sorted(MASTERS), members
+    assert json.loads((lab.root / "lab.json").read_text())["spec"]["kubernetes_version"] == target
+    back = lab.cli("upgrade", "--to", UPGRADE_FROM_MINOR, "--artifacts", str(lab.folder), "--name", NAME, "--yes")
+    assert back.returncode == 1 and "would be a downgrade" in back.stderr, back.stdout + back.stderr
+
+    drains = [float(s) for s in re.findall(r"drained in (\d+) s", "".join(seen) + again.stdout)]
+    failed = sum(not ok for _, ok in outcomes)
+    outage = longest_failure(outcomes)
+    print(f"upgrade: {failed}/{len(outcomes)} requests failed, longest failure {outage:.1f} s, drains {drains}")
+    assert len(outcomes) > 60, "the request loop did not run through the upgrade"
+    assert outage <= max(drains, default=0.0), f"requests failed for {outage:.1f} s, longer than any drain {drains}"
+    lab.kubectl("delete", "deployment,service,poddisruptionbudget", "upgrade-probe")
+
+
+def artifacts_entries(folder: Path) -> list[dict]:
+    return json.loads((folder / "artifacts.json").read_text())["artifacts"]
 
 
 def test_kubectl_on_the_host_uses_the_merged_kubeconfig(lab: Lab, tmp_path: Path) -> None:
@@ -153,14 +298,14 @@ def test_kubectl_on_the_host_uses_the_merged_kubeconfig(lab: Lab, tmp_path: Path
     assert merge.returncode == 0, merge.stderr
     config = tmp_path / ".kube" / "config"
     assert config.stat().st_mode & 0o777 == 0o600
-    argv = [str(lab.folder / "bin" / "kubectl"), "--context", NAME, "get", "nodes", "-o", "name"]
+    argv = [str(lab.target / "bin" / "kubectl"), "--context", NAME, "get", "nodes", "-o", "name"]
     nodes = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert nodes.returncode == 0, nodes.stderr
     assert sorted(nodes.stdout.split()) == sorted(f"node/{n}" for n in MASTERS | WORKER)
 
 
 def test_a_second_up_from_packages_changes_nothing(lab: Lab) -> None:
-    done = lab.cli("up", "--name", NAME, "--from", "packages")
+    done = lab.cli("up", "--name", NAME, "--from", "packages", "--until", "cni")
     assert done.returncode == 0, done.stdout[-4000:]
     phases = re.findall(r"✓ (\S+) .*?(\d+) changed", done.stdout)
     assert {name for name, _ in phases} >= {"packages", "loadbalancer", "control-plane", "workers", "cni"}

@@ -23,11 +23,11 @@ def _env() -> dict[str, str]:
     return {**os.environ, "ANSIBLE_CONFIG": str(PLAYBOOKS_DIR / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
 
 
-def test_site_and_reset_pass_syntax_check() -> None:
+def test_site_reset_and_upgrade_pass_syntax_check() -> None:
     """site.yml imports every phase playbook, so this checks all of them (ansible-lint re-checks each alone)."""
     done = subprocess.run(
         [str(BIN / "ansible-playbook"), "--syntax-check", "-i", str(INVENTORY)]
-        + [str(PLAYBOOKS_DIR / name) for name in ("site.yml", "reset.yml")],
+        + [str(PLAYBOOKS_DIR / name) for name in ("site.yml", "reset.yml", "upgrade.yml")],
         env=_env(),
         capture_output=True,
         text=True,

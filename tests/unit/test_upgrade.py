@@ -1,0 +1,78 @@
+"""`kubelab upgrade` without machines: which target a --to and an artifacts folder resolve to, and which
+upgrades kubeadm's skew policy or kubelab refuse before anything changes. The real upgrade of a 3-master lab
+is in tests/integration/test_kubeadm_ha.py."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from provisioner import versions
+from provisioner.lifecycle import LabError
+from provisioner.upgrade import ClusterVersions, resolve_target, upgrade_problem
+
+
+def lab_on(control_plane: str, **kubelets: str) -> ClusterVersions:
+    nodes = {"master-1": control_plane, "worker-1": control_plane} | {
+        k.replace("_", "-"): v for k, v in kubelets.items()
+    }
+    return ClusterVersions(control_plane, nodes)
+
+
+@pytest.mark.parametrize(
+    ("to", "folder", "target"),
+    [
+        ("1.36", "1.36.3", "1.36.3"),  # a minor takes the folder's patch
+        ("1.36.3", "v1.36.3", "1.36.3"),
+        ("v1.36.4", None, "1.36.4"),  # pkgs.k8s.io: a patch is pinned as given
+        ("1.36", None, versions.LATEST_PATCH["1.36"]),  # and a minor is its newest known patch
+    ],
+)
+def test_the_target_is_one_exact_version(to: str, folder: str | None, target: str) -> None:
+    assert resolve_target(to, folder) == target
+
+
+@pytest.mark.parametrize(
+    ("to", "folder", "problem"),
+    [
+        ("1.36", "1.35.4", "the artifacts folder holds Kubernetes 1.35.4, not 1.36"),
+        ("1.36.5", "1.36.3", "holds Kubernetes 1.36.3, not 1.36.5"),
+        ("1.99", None, "kubelab knows no patch of 1.99; give one"),
+        ("latest", None, "is not a Kubernetes version"),
+    ],
+)
+def test_a_target_that_cannot_be_resolved_is_refused_with_what_to_do(to: str, folder: str | None, problem: str) -> None:
+    with pytest.raises(LabError, match=problem):
+        resolve_target(to, folder)
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "problem"),
+    [
+        (lab_on("v1.35.4"), "1.36.3", None),  # the next minor
+        (lab_on("v1.36.1"), "1.36.3", None),  # a newer patch
+        (lab_on("v1.36.3", worker_1="v1.35.4"), "1.36.3", None),  # an upgrade cut short goes on
+        (lab_on("v1.35.4"), "1.37.1", r"skips a minor.*`kubelab upgrade --to 1\.36` first"),
+        (lab_on("v1.36.3"), "1.35.4", r"downgrade \(the lab runs v1\.36\.3\)"),
+        (lab_on("v1.36.3"), "1.36.1", "downgrade"),
+        (lab_on("v1.35.4", worker_2="v1.36.3"), "1.35.9", "newer kubelets on worker-2"),
+        (lab_on("v1.37.1"), "1.38.0", "1.38 is not one kubelab supports.*--allow-unsupported-version"),
+    ],
+)
+def test_kubeadm_skew_policy_and_kubelab_support(current: ClusterVersions, target: str, problem: str | None) -> None:
+    found = upgrade_problem(current, target)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert re.search(problem, found), found
+
+
+def test_an_unsupported_minor_goes_ahead_when_the_user_says_so() -> None:
+    assert upgrade_problem(lab_on("v1.37.1"), "1.38.0", allow_unsupported=True) is None
+
+
+def test_a_node_is_at_the_target_when_its_kubelet_reports_it() -> None:
+    current = lab_on("v1.36.3", worker_1="v1.35.4")
+    assert current.at("1.36.3", "master-1") and not current.at("1.36.3", "worker-1")
