@@ -100,7 +100,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from provisioner import verify
 
     try:
-        return verify.run_verify(_lab_dir(args), only=verify.parse_groups(args.only), workloads=args.workloads)
+        return verify.run_verify(
+            _lab_dir(args),
+            only=verify.parse_groups(args.only),
+            workloads=args.workloads,
+            checks=verify.parse_checks(args.check),
+        )
     except verify.VerifyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -485,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     _lab_arguments(verify)
     verify.add_argument("--only", metavar="GROUPS", help="comma-separated: nodes, lb, cluster, workloads")
     verify.add_argument("--workloads", action="store_true", help="also run Deployments, Jobs, StatefulSets, ...")
+    verify.add_argument("--check", metavar="NAMES", help="comma-separated: only these checks (names as in the table)")
     verify.set_defaults(func=cmd_verify)
 
     test = sub.add_parser("test", help="disruptive tests of a running lab")

@@ -187,8 +187,19 @@ def _check_downloads(lab: LabDir, plan: Plan, start: str | None, until: str | No
         raise LabError(problem)
 
 
+def refuse_during_upgrade(plan: Plan, state: LabState) -> None:
+    """A lab half-way through `kubelab upgrade` is finished by it: the phases would install the new version's
+    packages on nodes that kubeadm has not upgraded yet."""
+    if state.upgrading:
+        raise LabError(
+            f"lab '{plan.spec.name}' is being upgraded to v{state.upgrading}: finish that first with "
+            f"`kubelab upgrade --to {state.upgrading} --name {plan.spec.name}`"
+        )
+
+
 def run_phases(lab: LabDir, plan: Plan, provider: Provider, start: str | None, until: str | None, out: TextIO) -> int:
     state = load_state(lab)
+    refuse_during_upgrade(plan, state)
     state.provider = provider.name
     selected = phases_mod.select(set(state.phases), start, until)
     if start:

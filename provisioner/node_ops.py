@@ -17,7 +17,14 @@ from typing import TextIO
 from provisioner import phases as phases_mod
 from provisioner import spec as spec_mod
 from provisioner.lab import LabDir
-from provisioner.lifecycle import LabError, load_lab, provider_for, refresh_connections, run_phase
+from provisioner.lifecycle import (
+    LabError,
+    load_lab,
+    provider_for,
+    refresh_connections,
+    refuse_during_upgrade,
+    run_phase,
+)
 from provisioner.plan import Node, Plan, make_plan
 from provisioner.progress import PhaseProgress
 from provisioner.providers.base import Connection, Provider
@@ -29,7 +36,8 @@ ETCD_SETTLE_SECONDS = 60  # how long master-1's etcd may take to answer again af
 EVICTION_ERROR = re.compile(r'pods/"([^"]+)" -n "([^"]+)"')
 
 
-def finished_lab(lab: LabDir, action: str) -> Plan:
+def finished_lab(lab: LabDir, action: str, upgrade: bool = False) -> Plan:
+    """The lab's plan, when every phase of `up` has run and no upgrade is under way (unless this is one)."""
     plan = load_lab(lab)
     state = load_state(lab)
     missing = [p for p in phases_mod.PHASE_NAMES if p != "verify" and not state.is_done(p)]
@@ -38,12 +46,17 @@ def finished_lab(lab: LabDir, action: str) -> Plan:
             f"lab '{plan.spec.name}' is not finished ({missing[0]} has not run): `kubelab up --name "
             f"{plan.spec.name}` first, then {action}"
         )
+    if not upgrade:
+        refuse_during_upgrade(plan, state)
+    return plan
+
+
+def _own_machines(plan: Plan) -> None:
     if plan.spec.provider == "hosts":
         raise LabError(
             "kubelab does not add or remove the machines of a hosts lab: change your inventory, then "
             f"`kubelab destroy --reset --name {plan.spec.name}` and `kubelab up` with it"
         )
-    return plan
 
 
 def _resized(plan: Plan, what: str, **changes: object) -> Plan:
@@ -76,6 +89,7 @@ def add(lab: LabDir, masters: int = 0, workers: int = 0, out: TextIO | None = No
     if masters < 0 or workers < 0 or masters + workers == 0:
         raise LabError("say how many nodes to add: --workers N and/or --masters N (N > 0)")
     plan = finished_lab(lab, "add nodes")
+    _own_machines(plan)
     if masters % 2:
         raise LabError(
             f"--masters {masters} would leave an even number of masters ({len(plan.masters) + masters}): etcd "
@@ -169,6 +183,7 @@ def remove(lab: LabDir, names: list[str], drain_timeout: int = DRAIN_TIMEOUT, ou
 
     out = out or sys.stdout
     plan = finished_lab(lab, "remove nodes")
+    _own_machines(plan)
     problem = removal_problem(plan, names)
     if problem:
         raise LabError(f"nothing was removed: {problem}")

@@ -47,10 +47,12 @@ def kubeconfig_file(lab: LabDir) -> Path:
 
 @dataclass
 class LabState:
-    """Finished phases (name -> seconds it took, finish time), in the order they finished."""
+    """Finished phases (name -> seconds it took, finish time), in the order they finished; the version a
+    `kubelab upgrade` is under way to, until it has finished."""
 
     provider: str | None = None
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    upgrading: str | None = None
 
     def is_done(self, phase: str) -> bool:
         return phase in self.phases
@@ -71,7 +73,8 @@ class LabState:
         return {name: entry["seconds"] for name, entry in self.phases.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "provider": self.provider, "phases": self.phases}
+        data: dict[str, Any] = {"version": STATE_VERSION, "provider": self.provider, "phases": self.phases}
+        return data | ({"upgrading": self.upgrading} if self.upgrading else {})
 
 
 def load_state(lab: LabDir) -> LabState:
@@ -82,7 +85,9 @@ def load_state(lab: LabDir) -> LabState:
         return LabState()
     except (OSError, ValueError) as exc:
         raise ValueError(f"{state_file(lab)} is unreadable ({exc}): remove it to start the phases over") from None
-    return LabState(provider=data.get("provider"), phases=dict(data.get("phases") or {}))
+    return LabState(
+        provider=data.get("provider"), phases=dict(data.get("phases") or {}), upgrading=data.get("upgrading")
+    )
 
 
 def save_state(lab: LabDir, state: LabState) -> None:

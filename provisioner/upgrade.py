@@ -27,11 +27,12 @@ from provisioner.plan import Node, Plan, make_plan
 from provisioner.progress import PhaseProgress
 from provisioner.providers.base import Connection
 from provisioner.remote import run_on
-from provisioner.state import LabLock, load_state
+from provisioner.state import LabLock, load_state, save_state
 
 DRAIN_TIMEOUT = 180  # default seconds a drain may wait for evictions
 STAGE_DIR = "/var/cache/kubelab/upgrade"  # kube_upgrade_stage_dir: where the target kubeadm is staged
-READY_TIMEOUT = 300  # seconds a node may take to report Ready on the target kubelet
+READY_TIMEOUT = 300  # seconds a node may take to report Ready on the target kubelet (and a master's API server)
+API_WAIT_SECONDS = 120  # how long master-1's API server may take to answer when an upgrade (re)starts
 CLUSTER_VERSION = re.compile(r"^kubernetesVersion:\s*(\S+)", re.M)
 
 
@@ -100,13 +101,21 @@ def upgrade_problem(current: ClusterVersions, target: str, allow_unsupported: bo
 
 
 def cluster_versions(plan: Plan, first: Connection) -> ClusterVersions:
-    """Read the versions from master-1's API server."""
+    """Read the versions from master-1's API server (which may be restarting, e.g. after a cut-short run)."""
     kubectl = first_master_kubectl(plan)
-    config = run_on(first, f"{kubectl} -n kube-system get configmap kubeadm-config -o json", timeout=60)
-    nodes = run_on(first, f"{kubectl} get nodes -o json", timeout=60)
-    for done in (config, nodes):
-        if done.returncode != 0:
-            raise LabError(f"the API server on {plan.init_master.name} does not answer: {done.stderr.strip()[-300:]}")
+    deadline = time.monotonic() + API_WAIT_SECONDS
+    while True:
+        config = run_on(first, f"{kubectl} -n kube-system get configmap kubeadm-config -o json", timeout=60)
+        nodes = run_on(first, f"{kubectl} get nodes -o json", timeout=60)
+        failed = next((done for done in (config, nodes) if done.returncode != 0), None)
+        if failed is None:
+            break
+        if time.monotonic() >= deadline:
+            detail = failed.stderr.strip()[-300:]
+            raise LabError(
+                f"the API server on {plan.init_master.name} does not answer after {API_WAIT_SECONDS} s: {detail}"
+            )
+        time.sleep(3)
     match = CLUSTER_VERSION.search(json.loads(config.stdout)["data"].get("ClusterConfiguration", ""))
     if match is None:
         raise LabError("kubeadm's ClusterConfiguration names no kubernetesVersion: is this a kubeadm cluster?")
@@ -133,7 +142,7 @@ def upgrade(
     from provisioner.verify import run_verify
 
     out = out or sys.stdout
-    plan = finished_lab(lab, "upgrade it")
+    plan = finished_lab(lab, "upgrade it", upgrade=True)
     folder = (
         artifacts.expanduser().resolve() if artifacts else (Path(plan.spec.artifacts) if plan.spec.artifacts else None)
     )
@@ -178,7 +187,10 @@ def upgrade(
         if not confirm(question):
             print("nothing upgraded", file=out)
             return False
-        write_lab(upgraded, lab)  # from here on the lab is on its way to the target: `up` installs it too
+        write_lab(upgraded, lab)  # from here on the lab is on its way to the target
+        state = load_state(lab)
+        state.upgrading = target  # `up` and `node add|remove` wait until the upgrade has finished
+        save_state(lab, state)
         for node in nodes:
             first_node = node.name == plan.init_master.name
             if current.at(target, node.name) and not (first_node and not _same(current.control_plane, target)):
@@ -192,6 +204,8 @@ def upgrade(
         state = load_state(lab)
         if not run_phase(lab, upgraded, provider_for(upgraded, lab), phases_mod.BY_NAME["control-plane"], state, out):
             return False
+        state.upgrading = None
+        save_state(lab, state)
     # An upgrade replaces what workloads stand on (kubelet, kube-proxy, CoreDNS): verify runs them too.
     return run_verify(lab, workloads=True, out=out) == 0
 
@@ -239,6 +253,9 @@ def _upgrade_node(
             raise LabError(f"`kubectl uncordon {node.name}` failed: {done.stderr.strip()[-300:]}")
         bar.update(f"waiting for Ready on v{target}")
         _wait_ready(plan, first, node.name, target)
+        if node.role == "master":  # the new kubelet restarts the static pods: the next node needs this API server
+            bar.update("waiting for its API server")
+            _wait_api(plan, first, node)
         bar.finish(True, f"{node.name} on v{target}, drained in {drained:.0f} s")
 
 
@@ -254,3 +271,18 @@ def _wait_ready(plan: Plan, first: Connection, name: str, target: str) -> None:
             return
         time.sleep(3)
     raise LabError(f"{name} is not Ready on v{target} after {READY_TIMEOUT} s (it reports: {seen or 'nothing'})")
+
+
+def _wait_api(plan: Plan, first: Connection, master: Node) -> None:
+    """Until `master`'s own API server answers /readyz."""
+    server = f"https://{master.ip}:{plan.apiserver_port}"
+    command = f"kubectl --kubeconfig /etc/kubernetes/admin.conf --server {server} get --raw /readyz"
+    deadline = time.monotonic() + READY_TIMEOUT
+    answer = None
+    while time.monotonic() < deadline:
+        answer = run_on(first, command, timeout=30)
+        if answer.returncode == 0:
+            return
+        time.sleep(3)
+    detail = answer.stderr.strip()[-300:] if answer else ""
+    raise LabError(f"the API server on {master.name} is not ready {READY_TIMEOUT} s after its upgrade: {detail}")

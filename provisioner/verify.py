@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -54,6 +55,20 @@ def parse_groups(text: str | None) -> set[str] | None:
     return names
 
 
+def parse_checks(text: str | None) -> set[str] | None:
+    """`--check etcd_members_healthy,...` -> the names; unknown names are an error naming the known ones."""
+    if not text:
+        return None
+    names = {part.strip() for part in text.split(",") if part.strip()}
+    known = {
+        name for path in CHECKS_DIR.glob("test_*.py") for name in re.findall(r"^def test_(\w+)", path.read_text(), re.M)
+    }
+    unknown = names - known
+    if unknown:
+        raise VerifyError(f"unknown check(s) {', '.join(sorted(unknown))}; the checks: {', '.join(sorted(known))}")
+    return names
+
+
 def results_dir(lab: LabDir) -> Path:
     return lab.root / "verify"
 
@@ -78,7 +93,9 @@ def shared_ssh(lab: LabDir) -> Iterator[Path]:
                 )
 
 
-def pytest_argv(lab: LabDir, groups: set[str], phases: set[str] | None = None, kubectl: str = "auto") -> list[str]:
+def pytest_argv(
+    lab: LabDir, groups: set[str], phases: set[str] | None = None, kubectl: str = "auto", checks: set[str] | None = None
+) -> list[str]:
     out = results_dir(lab)
     argv = [
         sys.executable,
@@ -107,6 +124,8 @@ def pytest_argv(lab: LabDir, groups: set[str], phases: set[str] | None = None, k
     ]
     if phases is not None:
         argv.append("--kubelab-phases=" + (",".join(sorted(phases)) or "none"))
+    if checks:
+        argv += ["-k", " or ".join(f"test_{name}" for name in sorted(checks))]
     return argv
 
 
@@ -182,10 +201,12 @@ def run_verify(
     phases: set[str] | None = None,
     kubectl: str = "auto",
     out: TextIO | None = None,
+    checks: set[str] | None = None,
 ) -> int:
     """Run the selected check groups against the lab; print the table; 0 when nothing failed.
 
-    `phases` overrides the finished phases read from the lab's state (None: read them, or treat all as done).
+    `phases` overrides the finished phases read from the lab's state (None: read them, or treat all as done);
+    `checks` runs only the checks of those names.
     """
     out = out or sys.stdout
     if not lab.hosts_inventory.is_file():
@@ -199,7 +220,7 @@ def run_verify(
     log = folder / "pytest.log"
     with log.open("w") as stream, shared_ssh(lab):
         done = subprocess.run(
-            pytest_argv(lab, groups, phases, kubectl),
+            pytest_argv(lab, groups, phases, kubectl, checks),
             stdout=stream,
             stderr=subprocess.STDOUT,
             env=checks_environment(lab_artifacts_dir(lab)),

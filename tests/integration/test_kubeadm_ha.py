@@ -58,9 +58,10 @@ VIP = "10.77.161.10"
 class Lab(ClusterLab):
     target: Path  # the artifacts folder `kubelab upgrade` goes to (the lab starts on `folder`, one minor below)
 
-    def verify(self, *groups: str) -> tuple[int, dict[str, dict[str, str]]]:
-        """`kubelab verify --only GROUPS`: exit code and the rows by check name (node-less rows only)."""
-        done = self.cli("verify", "--name", NAME, "--only", ",".join(groups), timeout=900)
+    def verify(self, *groups: str, check: str | None = None) -> tuple[int, dict[str, dict[str, str]]]:
+        """`kubelab verify --only GROUPS [--check CHECK]`: exit code and the rows by check name (node-less rows)."""
+        only = ("--check", check) if check else ()
+        done = self.cli("verify", "--name", NAME, "--only", ",".join(groups), *only, timeout=900)
         summary = json.loads((self.root / "verify" / "summary.json").read_text())
         return done.returncode, {row["check"]: row for row in summary["results"] if row["node"] == "lab"}
 
@@ -359,7 +360,7 @@ def break_and_restore(lab: Lab, check: str, wanted: str, breaks: Step, restores:
 
         def failing() -> bool:
             nonlocal rows
-            _, rows = lab.verify("cluster")
+            _, rows = lab.verify("cluster", check=check)
             return rows[check]["outcome"] == "failed"
 
         wait_for(failing, 240, f"{check} to fail")
@@ -367,7 +368,11 @@ def break_and_restore(lab: Lab, check: str, wanted: str, breaks: Step, restores:
     finally:
         done = restores()
         assert done.returncode == 0, done.stderr
-    wait_for(lambda: lab.verify("cluster")[1][check]["outcome"] == "passed", 300, f"{check} to pass once restored")
+    wait_for(
+        lambda: lab.verify("cluster", check=check)[1][check]["outcome"] == "passed",
+        300,
+        f"{check} to pass once restored",
+    )
 
 
 def on(lab: Lab, node: str, command: str) -> Step:

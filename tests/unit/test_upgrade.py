@@ -4,12 +4,20 @@ is in tests/integration/test_kubeadm_ha.py."""
 
 from __future__ import annotations
 
+import io
 import re
+from pathlib import Path
 
 import pytest
 
-from provisioner import versions
+from provisioner import lifecycle, node_ops, versions
+from provisioner import phases as phases_mod
+from provisioner.lab import LabDir
 from provisioner.lifecycle import LabError
+from provisioner.plan import make_plan
+from provisioner.render import write_lab
+from provisioner.spec import build_spec
+from provisioner.state import load_state, save_state
 from provisioner.upgrade import ClusterVersions, resolve_target, upgrade_problem
 
 
@@ -76,3 +84,28 @@ def test_an_unsupported_minor_goes_ahead_when_the_user_says_so() -> None:
 def test_a_node_is_at_the_target_when_its_kubelet_reports_it() -> None:
     current = lab_on("v1.36.3", worker_1="v1.35.4")
     assert current.at("1.36.3", "master-1") and not current.at("1.36.3", "worker-1")
+
+
+def test_a_lab_half_way_through_an_upgrade_is_finished_by_the_upgrade_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBELAB_HOME", str(tmp_path))
+    plan = make_plan(build_spec({}, {"name": "mid", "masters": 1, "workers": 1, "skip_network_check": True}))
+    lab = LabDir.for_name("mid")
+    write_lab(plan, lab)
+    state = load_state(lab)
+    for phase in phases_mod.PHASE_NAMES:
+        state.mark_done(phase, 1.0)
+    state.upgrading = "1.36.3"
+    save_state(lab, state)
+
+    assert load_state(lab).upgrading == "1.36.3"
+    for refused in (
+        lambda: lifecycle.run_phases(lab, plan, None, "packages", None, io.StringIO()),  # type: ignore[arg-type]
+        lambda: node_ops.add(lab, workers=1, out=io.StringIO()),
+    ):
+        with pytest.raises(
+            LabError, match=r"being upgraded to v1\.36\.3: finish that first with `kubelab upgrade --to 1\.36\.3"
+        ):
+            refused()
+    assert node_ops.finished_lab(lab, "upgrade it", upgrade=True).spec.name == "mid"
