@@ -170,8 +170,12 @@ def upgrade(
             write_lab(upgraded, lab)
             print(f"lab '{plan.spec.name}' runs Kubernetes v{target} on every node: nothing to upgrade", file=out)
             return True
-        print(f"lab '{plan.spec.name}': checking the cluster before the upgrade", file=out)
-        if run_verify(lab, only={"cluster"}, out=out) != 0:
+        under_way = load_state(lab).upgrading == target
+        if under_way:  # checked before it started; half-way, a node may be restarting: finishing is the way out
+            print(f"lab '{plan.spec.name}': the upgrade to v{target} is under way; going on with it", file=out)
+        else:
+            print(f"lab '{plan.spec.name}': checking the cluster before the upgrade", file=out)
+        if not under_way and run_verify(lab, only={"cluster"}, out=out) != 0:
             raise LabError(
                 f"nothing was upgraded: the lab does not verify (the table above says what failed); fix that "
                 f"first, `kubelab verify --name {plan.spec.name}` checks again"
@@ -256,6 +260,8 @@ def _upgrade_node(
         if node.role == "master":  # the new kubelet restarts the static pods: the next node needs this API server
             bar.update("waiting for its API server")
             _wait_api(plan, first, node)
+        bar.update("waiting for its system pods")
+        _wait_pods(plan, first, node.name)
         bar.finish(True, f"{node.name} on v{target}, drained in {drained:.0f} s")
 
 
@@ -286,3 +292,21 @@ def _wait_api(plan: Plan, first: Connection, master: Node) -> None:
         time.sleep(3)
     detail = answer.stderr.strip()[-300:] if answer else ""
     raise LabError(f"the API server on {master.name} is not ready {READY_TIMEOUT} s after its upgrade: {detail}")
+
+
+def _wait_pods(plan: Plan, first: Connection, name: str) -> None:
+    """Until the kube-system and CNI pods on the node run with every container ready (static pods included)."""
+    from provisioner.checks.kubectl_json import CNI_NAMESPACES, pod_problems
+
+    namespaces = ("kube-system", *CNI_NAMESPACES.get(plan.spec.cni, ()))
+    command = f"{first_master_kubectl(plan)} get pods -A --field-selector spec.nodeName={name} -o json"
+    deadline = time.monotonic() + READY_TIMEOUT
+    problems = ["no answer"]
+    while time.monotonic() < deadline:
+        done = run_on(first, command, timeout=30)
+        if done.returncode == 0:
+            problems = pod_problems(done.stdout, namespaces)
+            if not problems:
+                return
+        time.sleep(3)
+    raise LabError(f"the system pods on {name} do not run {READY_TIMEOUT} s after its upgrade: {'; '.join(problems)}")
