@@ -32,6 +32,7 @@ from provisioner.remote import run_on
 from provisioner.state import LabLock, load_state, save_state
 
 DRAIN_TIMEOUT = 180  # default seconds a drain may wait for evictions (PodDisruptionBudgets) before it gives up
+SETTLE_SECONDS = 180  # how long the system pods may take to run again after nodes left
 ETCD_SETTLE_SECONDS = 60  # how long master-1's etcd may take to answer again after a member left
 EVICTION_ERROR = re.compile(r'pods/"([^"]+)" -n "([^"]+)"')
 
@@ -212,6 +213,8 @@ def remove(lab: LabDir, names: list[str], drain_timeout: int = DRAIN_TIMEOUT, ou
                 _remove_one(plan, provider, node, first, connections.get(node.name), drain_timeout, bar.update)
                 bar.finish(True, "drained, deleted, machine removed")
         _forget_pods(plan, first, [node.name for node in gone])
+        # Evicted system pods start elsewhere, and a removed master may have held the scheduler's lease.
+        wait_system_pods(plan, first, None, SETTLE_SECONDS)
         write_lab(shrunk, lab)
         shrunk_provider = provider_for(shrunk, lab)
         write_connections(lab, shrunk_provider.connections())
@@ -268,6 +271,26 @@ def _remove_one(plan: Plan, provider: Provider, node: Node, first: Connection, o
         raise LabError(f"`kubectl delete node {node.name}` failed: {deleted.stderr.strip()[-300:]}")
     report("removing the machine")
     provider.remove([node.name])
+
+
+def wait_system_pods(plan: Plan, first: Connection, node: str | None, timeout: float) -> None:
+    """Until the kube-system and CNI pods (of `node`, or everywhere) run with every container ready."""
+    from provisioner.checks.kubectl_json import CNI_NAMESPACES, pod_problems
+
+    namespaces = ("kube-system", *CNI_NAMESPACES.get(plan.spec.cni, ()))
+    selector = f" --field-selector spec.nodeName={node}" if node else ""
+    command = f"{first_master_kubectl(plan)} get pods -A{selector} -o json"
+    deadline = time.monotonic() + timeout
+    problems = ["no answer"]
+    while time.monotonic() < deadline:
+        done = run_on(first, command, timeout=30)
+        if done.returncode == 0:
+            problems = pod_problems(done.stdout, namespaces)
+            if not problems:
+                return
+        time.sleep(3)
+    where = f"on {node}" if node else "of the cluster"
+    raise LabError(f"the system pods {where} do not all run after {timeout:.0f} s: {'; '.join(problems)}")
 
 
 def _forget_pods(plan: Plan, first: Connection, names: list[str]) -> None:

@@ -22,7 +22,7 @@ from provisioner import phases as phases_mod
 from provisioner import versions
 from provisioner.lab import LabDir
 from provisioner.lifecycle import LabError, provider_for, refresh_connections, run_phase
-from provisioner.node_ops import drain, finished_lab, first_master_kubectl
+from provisioner.node_ops import drain, finished_lab, first_master_kubectl, wait_system_pods
 from provisioner.plan import Node, Plan, make_plan
 from provisioner.progress import PhaseProgress
 from provisioner.providers.base import Connection
@@ -261,8 +261,9 @@ def _upgrade_node(
             bar.update("waiting for its API server")
             _wait_api(plan, first, node)
         bar.update("waiting for its system pods")
-        _wait_pods(plan, first, node.name)
-        bar.finish(True, f"{node.name} on v{target}, drained in {drained:.0f} s")
+        wait_system_pods(plan, first, node.name, READY_TIMEOUT)
+        away = time.monotonic() - started
+        bar.finish(True, f"{node.name} on v{target}, drained in {drained:.0f} s, out of service {away:.0f} s")
 
 
 def _wait_ready(plan: Plan, first: Connection, name: str, target: str) -> None:
@@ -292,21 +293,3 @@ def _wait_api(plan: Plan, first: Connection, master: Node) -> None:
         time.sleep(3)
     detail = answer.stderr.strip()[-300:] if answer else ""
     raise LabError(f"the API server on {master.name} is not ready {READY_TIMEOUT} s after its upgrade: {detail}")
-
-
-def _wait_pods(plan: Plan, first: Connection, name: str) -> None:
-    """Until the kube-system and CNI pods on the node run with every container ready (static pods included)."""
-    from provisioner.checks.kubectl_json import CNI_NAMESPACES, pod_problems
-
-    namespaces = ("kube-system", *CNI_NAMESPACES.get(plan.spec.cni, ()))
-    command = f"{first_master_kubectl(plan)} get pods -A --field-selector spec.nodeName={name} -o json"
-    deadline = time.monotonic() + READY_TIMEOUT
-    problems = ["no answer"]
-    while time.monotonic() < deadline:
-        done = run_on(first, command, timeout=30)
-        if done.returncode == 0:
-            problems = pod_problems(done.stdout, namespaces)
-            if not problems:
-                return
-        time.sleep(3)
-    raise LabError(f"the system pods on {name} do not run {READY_TIMEOUT} s after its upgrade: {'; '.join(problems)}")
