@@ -22,14 +22,13 @@ from provisioner import phases as phases_mod
 from provisioner import versions
 from provisioner.lab import LabDir
 from provisioner.lifecycle import LabError, provider_for, refresh_connections, run_phase
-from provisioner.node_ops import drain, finished_lab, first_master_kubectl, wait_system_pods
+from provisioner.node_ops import DRAIN_TIMEOUT, drain, finished_lab, first_master_kubectl, wait_system_pods
 from provisioner.plan import Node, Plan, make_plan
 from provisioner.progress import PhaseProgress
 from provisioner.providers.base import Connection
 from provisioner.remote import run_on
 from provisioner.state import LabLock, load_state, save_state
 
-DRAIN_TIMEOUT = 180  # default seconds a drain may wait for evictions
 STAGE_DIR = "/var/cache/kubelab/upgrade"  # kube_upgrade_stage_dir: where the target kubeadm is staged
 READY_TIMEOUT = 300  # seconds a node may take to report Ready on the target kubelet (and a master's API server)
 API_WAIT_SECONDS = 120  # how long master-1's API server may take to answer when an upgrade (re)starts
