@@ -43,6 +43,7 @@ from builtartifacts import CNI, KUBERNETES_MINOR, UPGRADE_FROM_MINOR, built_fold
 from clusterlab import ClusterLab, destroyed_after
 from hosttools import require_tools
 
+from provisioner.failover import longest_outage
 from provisioner.providers import local_network
 from provisioner.providers.local import TOOLS as LOCAL_TOOLS
 
@@ -201,19 +202,6 @@ def request_outcomes(lab: Lab) -> list[tuple[float, bool]]:
     return [(float(when), outcome == "ok") for when, outcome in (line.split() for line in lines if line.strip())]
 
 
-def longest_failure(outcomes: list[tuple[float, bool]]) -> float:
-    """Seconds from the first to the first good request after it, for the longest run of failed requests."""
-    longest, failing_since = 0.0, None
-    for when, ok in outcomes:
-        if not ok and failing_since is None:
-            failing_since = when
-        elif ok and failing_since is not None:
-            longest, failing_since = max(longest, when - failing_since), None
-    if failing_since is not None:
-        longest = max(longest, outcomes[-1][0] - failing_since)
-    return longest
-
-
 def test_upgrade_to_the_next_minor_node_by_node_keeps_a_service_answering(lab: Lab) -> None:
     target = kubernetes_version(lab.target)
     # Refused before anything changes: the lab's own folder holds the old version.
@@ -277,7 +265,7 @@ def test_upgrade_to_the_next_minor_node_by_node_keeps_a_service_answering(lab: L
     # A node is out of service from its drain until its system pods run again on the new kubelet.
     drains = [float(s) for s in re.findall(r"out of service (\d+) s", "".join(seen) + again.stdout)]
     failed = sum(not ok for _, ok in outcomes)
-    outage = longest_failure(outcomes)
+    outage = longest_outage(outcomes)
     print(f"upgrade: {failed}/{len(outcomes)} requests failed, longest failure {outage:.1f} s, nodes out {drains}")
     assert len(outcomes) > 60, "the request loop did not run through the upgrade"
     assert outage <= max(drains, default=0.0), f"requests failed for {outage:.1f} s, longer than a drain {drains}"
