@@ -70,6 +70,13 @@ MASTER_PORTS: dict[int, str] = {
     10257: "kube-controller-manager",
     10259: "kube-scheduler",
 }
+# kube-vip's Prometheus metrics server on every master it runs on (cmd/kube-vip.go, --prometheusHTTPServer
+# ":2112"; kubelab's manifest leaves it on).
+KUBE_VIP_PORTS: dict[int, str] = {2112: "kube-vip (metrics)"}
+# kube-apiserver's default --service-node-port-range (pkg/kubeapiserver/options DefaultServiceNodePortRange),
+# which kubelab keeps. kube-proxy sends a NodePort Service's traffic to every local address of a node, the
+# masters' own and a VIP they hold included, to the Service's pods.
+NODE_PORT_RANGE = range(30000, 32768)
 
 
 def _example(flag: str, candidate: Net | str, others: Iterable[Net]) -> str:
@@ -190,17 +197,25 @@ def vip_is_host_address(vip: Address, node_net: Net, provider: str) -> str | Non
 
 
 def api_port_taken(port: int, lb: str) -> str | None:
-    """A port the nodes that bind --api-port already use (haproxy: the LB nodes; otherwise the masters)."""
+    """A port the nodes that bind --api-port already use (haproxy: the LB nodes; otherwise the masters, where
+    NodePorts are taken too)."""
     if lb == "haproxy":
         if port != SSH_PORT:
             return None
         return f"--api-port {port} is sshd's port on the load-balancer nodes, where haproxy listens on it: use 6443"
-    if port not in MASTER_PORTS:
-        return None
-    return (
-        f"--api-port {port} is already used on the masters by {MASTER_PORTS[port]}, and with --lb {lb} "
-        "kube-apiserver listens on --api-port there: use 6443"
-    )
+    taken = MASTER_PORTS | (KUBE_VIP_PORTS if lb == "kube-vip" else {})
+    if port in taken:
+        return (
+            f"--api-port {port} is already used on the masters by {taken[port]}, and with --lb {lb} "
+            "kube-apiserver listens on --api-port there: use 6443"
+        )
+    if port in NODE_PORT_RANGE:
+        return (
+            f"--api-port {port} is inside the NodePort range {NODE_PORT_RANGE.start}-{NODE_PORT_RANGE.stop - 1}: "
+            f"with --lb {lb} the API listens on the masters, where kube-proxy would send a NodePort Service's "
+            "traffic on that port to the Service's pods instead; use 6443"
+        )
+    return None
 
 
 def problems(spec: LabSpec) -> list[str]:

@@ -6,6 +6,7 @@ shows the observed value. Unit-tested on real output shapes in tests/unit/sample
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from typing import Any
@@ -91,6 +92,25 @@ def node_problems(nodes: str | dict[str, Any], expected: dict[str, str]) -> list
             problems.append(f"{name}: Ready={node['ready']} ({node['reason'] or 'no reason given'})")
         if node["internal_ip"] != expected[name]:
             problems.append(f"{name}: INTERNAL-IP {node['internal_ip'] or 'missing'}, expected {expected[name]}")
+    return problems
+
+
+def pod_range_problems(nodes: str | dict[str, Any], pod_cidr: str) -> list[str]:
+    """Every node holds its own pod range (spec.podCIDR) inside the lab's pod CIDR. kube-controller-manager
+    gives none when the pod CIDR has no range left (event CIDRNotAvailable), and the CNI cannot start there."""
+    pod_net = ipaddress.IPv4Network(pod_cidr)
+    problems, holders = [], {}
+    for node in _items(nodes):
+        name, cidr = node["metadata"]["name"], node.get("spec", {}).get("podCIDR")
+        if not cidr:
+            problems.append(f"{name}: no pod range (podCIDR); is {pod_net} used up? see its CIDRNotAvailable events")
+            continue
+        node_net = ipaddress.ip_network(cidr)
+        if not (isinstance(node_net, ipaddress.IPv4Network) and node_net.subnet_of(pod_net)):
+            problems.append(f"{name}: pod range {cidr} is outside the lab's pod CIDR {pod_net}")
+        if node_net in holders:
+            problems.append(f"{name}: pod range {cidr} is also {holders[node_net]}'s")
+        holders.setdefault(node_net, name)
     return problems
 
 

@@ -57,6 +57,10 @@ class LabFacts:
         return self.variables.get("kubelab_vip")
 
     @property
+    def pod_cidr(self) -> str:
+        return str(self.variables.get("kubelab_pod_cidr", "10.244.0.0/16"))
+
+    @property
     def api_port(self) -> int:
         return int(self.variables.get("kubelab_api_port", 6443))
 

@@ -42,6 +42,12 @@ def test_nodes_ready_with_private_ips(kubectl, lab):
 
 
 @pytest.mark.phase("cni")
+def test_every_node_has_its_own_pod_range(kubectl, lab):
+    problems = kubectl_json.pod_range_problems(kubectl.json("get", "nodes"), lab.pod_cidr)
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.phase("cni")
 def test_system_and_cni_pods_running(kubectl, lab):
     pods = kubectl.json("get", "pods", "--all-namespaces")
     namespaces = ("kube-system", *kubectl_json.CNI_NAMESPACES.get(lab.cni, ()))

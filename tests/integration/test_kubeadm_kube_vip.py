@@ -2,7 +2,8 @@
 
 `kubelab up` (kube-vip starts on master-1 with super-admin.conf for the init, then on every master), verify
 with every group (the VIP on exactly one master, kube-vip running on each), then `kubelab test failover`
-stops the master holding the VIP and the API keeps answering through it. Destroyed at the end.
+stops the master holding the VIP and the API keeps answering through it. The VIP and the API port sit at
+edges the plan-time limits accept. Destroyed at the end.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ pytestmark = pytest.mark.integration
 
 NAME = "it-k8svip"
 SUBNET = "10.77.162.0/24"
-VIP = "10.77.162.10"
+# Edges the plan-time limits accept, built for real: the VIP on the first address that is not the host's,
+# and the API on the first port above the NodePort range.
+VIP = "10.77.162.2"
+API_PORT = "32768"
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +39,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterLab]:
 
 def test_up_with_kube_vip_holds_the_vip_on_one_master_and_verifies(lab: ClusterLab) -> None:
     flags = ["--provider", "local", "--name", NAME, "--node-subnet", SUBNET, "--masters", "3", "--workers", "0"]
-    flags += ["--lb", "kube-vip", "--cni", CNI, "--artifacts", str(lab.folder), "--k8s-version", lab.version]
+    flags += ["--lb", "kube-vip", "--vip", VIP, "--api-port", API_PORT, "--cni", CNI]
+    flags += ["--artifacts", str(lab.folder), "--k8s-version", lab.version]
     done = lab.cli("up", *flags)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert lab.server() == f"https://{VIP}:6443"
+    assert lab.server() == f"https://{VIP}:{API_PORT}"
     pods = json.loads(lab.kubectl("-n", "kube-system", "get", "pods", "-o", "json").stdout)["items"]
     vip_pods = {p["spec"]["nodeName"] for p in pods if p["metadata"]["name"].startswith("kube-vip-")}
     assert vip_pods == {"master-1", "master-2", "master-3"}

@@ -5,12 +5,14 @@ the lab kubeconfig; containerd holds every image of the folder under its exact r
 the pause and etcd images), then `kubelab up` again finishes the lab (workers, cni, verify), then
 `kubelab verify --workloads`; then the day-2 commands: `node add` of a worker, `node remove` of the first one
 (held up by a PodDisruptionBudget first; the new one keeps its name and address), and `reset` followed by
-`up`, which builds a new cluster on the same machines. The lab is destroyed at the end, also when a test
-fails, and must leave nothing.
+`up`, which builds a new cluster on the same machines. The lab sits at edges the plan-time limits accept (the
+smallest service range, the API port just below the NodePort range), so the real components cross-check
+those rules. The lab is destroyed at the end, also when a test fails, and must leave nothing.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 from collections.abc import Iterator
@@ -29,6 +31,10 @@ pytestmark = pytest.mark.integration
 NAME = "it-k8s1"
 SUBNET = "10.77.160.0/24"
 MASTER, WORKER, WORKER_2 = "10.77.160.21", "10.77.160.31", "10.77.160.32"
+# Edges the plan-time limits accept, built for real: the smallest service range (the API service on its 1st
+# address, cluster DNS on its 10th) and, with no load balancer, the API on the last port below the NodePort
+# range.
+SERVICE_CIDR, API_PORT = "10.96.0.0/28", "29999"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +50,7 @@ def up_flags(lab: ClusterLab) -> list[str]:
     return [
         *("--provider", "local", "--name", NAME, "--node-subnet", SUBNET),
         *("--masters", "1", "--workers", "1", "--lb", "none", "--cni", CNI),
+        *("--service-cidr", SERVICE_CIDR, "--api-port", API_PORT),
         *("--artifacts", str(lab.folder), "--k8s-version", lab.version),
     ]
 
@@ -53,7 +60,7 @@ def test_up_until_control_plane_serves_the_api_through_the_lab_kubeconfig(lab: C
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     readyz = lab.kubectl("get", "--raw", "/readyz")
     assert (readyz.returncode, readyz.stdout.strip()) == (0, "ok"), readyz.stderr
-    assert lab.server() == f"https://{MASTER}:6443"
+    assert lab.server() == f"https://{MASTER}:{API_PORT}"
 
 
 def test_containerd_holds_every_image_of_the_folder_by_its_exact_reference(lab: ClusterLab) -> None:
@@ -93,6 +100,11 @@ def test_up_again_finishes_the_lab_and_every_node_is_ready_on_its_private_ip(lab
     for node in nodes:
         ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "True", f"{node['metadata']['name']}: {ready.get('message')}"
+    # kubeadm put the API service and cluster DNS on the 1st and 10th address of the smallest range.
+    services = json.loads(lab.kubectl("get", "services", "--all-namespaces", "-o", "json").stdout)["items"]
+    cluster_ips = {svc["metadata"]["name"]: svc["spec"]["clusterIP"] for svc in services}
+    first = ipaddress.IPv4Network(SERVICE_CIDR).network_address
+    assert (cluster_ips["kubernetes"], cluster_ips["kube-dns"]) == (str(first + 1), str(first + 10)), cluster_ips
 
 
 def test_verify_with_workloads_passes(lab: ClusterLab) -> None:

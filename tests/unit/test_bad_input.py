@@ -49,6 +49,8 @@ BAD_FLAGS: list[tuple[list[str], str]] = [
     (["--node-subnet", "127.0.56.0/24", "--vip", "127.0.56.10"], "the kubelet refuses such a node IP"),
     (["--api-port", "22"], "--api-port 22 is sshd's port on the load-balancer nodes"),
     (["--masters", "1", "--api-port", "10250"], "--api-port 10250 is already used on the masters by the kubelet"),
+    (["--lb", "kube-vip", "--api-port", "2112"], "--api-port 2112 is already used on the masters by kube-vip"),
+    (["--masters", "1", "--api-port", "30080"], "--api-port 30080 is inside the NodePort range 30000-32767"),
     (["--master-cpus", "1"], "kubeadm needs at least 2 CPUs"),
     (["--master-memory", "1000"], "at least 1700 MB"),
     (["--api-port", "0"], "--api-port 0 is not a TCP port"),

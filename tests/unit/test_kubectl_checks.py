@@ -80,6 +80,25 @@ def test_unexpected_node_is_reported():
     assert "worker-1: unexpected node (not in the lab inventory)" in problems
 
 
+def test_every_node_holds_its_own_pod_range_inside_the_pod_cidr():
+    assert kubectl_json.pod_range_problems(sample("kubectl-get-nodes.json"), "10.244.0.0/16") == []
+    assert kubectl_json.pod_range_problems(sample("kubectl-get-nodes.json"), "10.244.1.0/24") == [
+        "master-1: pod range 10.244.0.0/24 is outside the lab's pod CIDR 10.244.1.0/24"
+    ]
+
+
+def test_a_node_without_a_pod_range_or_with_another_nodes_is_reported():
+    nodes = json.loads(sample("kubectl-get-nodes.json"))
+    nodes["items"][1]["spec"]["podCIDR"] = "10.244.0.0/24"
+    assert kubectl_json.pod_range_problems(nodes, "10.244.0.0/22") == [
+        "worker-1: pod range 10.244.0.0/24 is also master-1's"
+    ]
+    del nodes["items"][1]["spec"]["podCIDR"]
+    assert kubectl_json.pod_range_problems(nodes, "10.244.0.0/22") == [
+        "worker-1: no pod range (podCIDR); is 10.244.0.0/22 used up? see its CIDRNotAvailable events"
+    ]
+
+
 # --- pods -----------------------------------------------------------------------------------------
 
 

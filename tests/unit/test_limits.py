@@ -143,6 +143,23 @@ def test_api_port_taken_where_it_is_bound() -> None:
     for port in (22, 2380, 2381, 10248, 10249, 10250, 10256, 10257, 10259):
         assert limits.api_port_taken(port, "kube-vip") is not None, port
     assert limits.api_port_taken(8443, "kube-vip") is None
+    assert limits.api_port_taken(2112, "kube-vip") == (
+        "--api-port 2112 is already used on the masters by kube-vip (metrics), and with --lb kube-vip "
+        "kube-apiserver listens on --api-port there: use 6443"
+    )
+    assert limits.api_port_taken(2112, "none") is None  # no kube-vip without it
+
+
+@pytest.mark.parametrize("lb", ["none", "kube-vip"])
+def test_api_port_on_the_masters_stays_out_of_the_node_port_range(lb: str) -> None:
+    for port in (30000, 31000, 32767):
+        message = limits.api_port_taken(port, lb)
+        assert message is not None and message.startswith(
+            f"--api-port {port} is inside the NodePort range 30000-32767: with --lb {lb} the API listens"
+        ), message
+    assert limits.api_port_taken(29999, lb) is None
+    assert limits.api_port_taken(32768, lb) is None
+    assert limits.api_port_taken(30000, "haproxy") is None  # the LB nodes run no kube-proxy
 
 
 def test_check_raises_the_first_problem_as_a_spec_error() -> None:
