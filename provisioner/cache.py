@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioner.errors import KubelabError
 from provisioner.lab import LabDir, kubelab_home
 
 DEFAULT_PORT = 3142
@@ -28,7 +29,7 @@ PROGRAM = "apt-cacher-ng"
 SUPPORT_DIR = Path("/usr/lib/apt-cacher-ng")
 
 
-class CacheError(Exception):
+class CacheError(KubelabError):
     """The cache cannot start or stop; the message says what to install or change."""
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from provisioner import phases as phases_mod
 from provisioner import spec as spec_mod
+from provisioner.errors import KubelabError
 
 EXIT_USAGE = 2
 
@@ -99,26 +100,18 @@ def _lab_dir(args: argparse.Namespace):  # -> LabDir
 def cmd_verify(args: argparse.Namespace) -> int:
     from provisioner import verify
 
-    try:
-        return verify.run_verify(
-            _lab_dir(args),
-            only=verify.parse_groups(args.only),
-            workloads=args.workloads,
-            checks=verify.parse_checks(args.check),
-        )
-    except verify.VerifyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return verify.run_verify(
+        _lab_dir(args),
+        only=verify.parse_groups(args.only),
+        workloads=args.workloads,
+        checks=verify.parse_checks(args.check),
+    )
 
 
 def cmd_test_failover(args: argparse.Namespace) -> int:
     from provisioner import failover
 
-    try:
-        return failover.run_failover(_lab_dir(args))
-    except failover.FailoverError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return failover.run_failover(_lab_dir(args))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -313,17 +306,13 @@ def cmd_artifacts_index(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from provisioner import cache
 
-    try:
-        if args.cache_command == "start":
-            cache.start(args.port, offline=args.offline)
-        elif args.cache_command == "stop" and not cache.stop():
-            print("apt cache: was not running")
-            return 0
-        print(cache.describe(cache.status()))
+    if args.cache_command == "start":
+        cache.start(args.port, offline=args.offline)
+    elif args.cache_command == "stop" and not cache.stop():
+        print("apt cache: was not running")
         return 0
-    except cache.CacheError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    print(cache.describe(cache.status()))
+    return 0
 
 
 def _artifacts_parser(sub) -> None:  # sub: argparse subparsers
@@ -517,19 +506,12 @@ def main(argv: list[str] | None = None) -> int:
         args.cmd = remote
     try:
         return args.func(args)
-    except spec_mod.SpecError as exc:
+    except KubelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        from provisioner.lifecycle import user_errors
-
-        if not isinstance(exc, user_errors()):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioner.errors import KubelabError
+
 CACHE = Path.home() / ".cache" / "kubelab" / "debs"
 APT_LISTS = Path("/var/lib/apt/lists")
 PRUNED = (  # glob patterns in dest
@@ -49,7 +51,7 @@ DEFAULT_EXCLUDE = frozenset(
 )
 
 
-class DebError(RuntimeError):
+class DebError(KubelabError):
     """apt cannot provide the packages; the message names the package and what apt said."""
 
 

@@ -23,8 +23,9 @@ from typing import TextIO
 
 from provisioner.checks import kubectl_json
 from provisioner.checks.kube import ETCDCTL_TLS
+from provisioner.errors import LabError
 from provisioner.lab import LabDir
-from provisioner.lifecycle import LabError, load_lab, provider_for
+from provisioner.lifecycle import load_lab, provider_for
 from provisioner.plan import Node, Plan
 from provisioner.progress import PhaseProgress
 from provisioner.providers.base import Connection

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from provisioner.checks import kube, kubectl_json, probes
 from provisioner.checks.labfacts import LabFacts, read_lab
+from provisioner.errors import KubelabError
 from provisioner.lab import LabDir
 
 MIN_MASTERS = 3
@@ -35,8 +36,10 @@ DROP_ADDRESS = (
 )
 
 
-class FailoverError(Exception):
+class FailoverError(KubelabError):
     """The lab cannot take a failover test (e.g. a single master); the message says why and what to do."""
+
+    exit_code = 2
 
 
 def quorum(members: int) -> int:

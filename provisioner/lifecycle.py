@@ -14,29 +14,19 @@ from typing import Any, TextIO
 
 from provisioner import phases as phases_mod
 from provisioner import spec as spec_mod
+from provisioner.errors import LabError
 from provisioner.lab import LabDir
 from provisioner.plan import Plan, make_plan
 from provisioner.progress import PhaseProgress, format_seconds
 from provisioner.providers.base import Provider, ProviderError
 from provisioner.remote import run_on
-from provisioner.state import LabLock, LabLockedError, LabState, kubeconfig_file, load_state, save_state
+from provisioner.state import LabLock, LabState, kubeconfig_file, load_state, save_state
 
 SETTLE_TIMEOUT = 180  # seconds `resume` waits for nodes to be Ready and system pods to run again
 UNIT_TIMEOUT = 90  # seconds `resume` gives a starting unit (kubelet, haproxy) to become active
 LB_UNITS = ("haproxy", "keepalived")  # what the loadbalancer phase runs on the LB nodes
 # Spec keys about one run of `up`, not the lab: changing them never counts as changing the lab.
 RUN_OPTIONS = frozenset({"skip_network_check"})
-
-
-class LabError(Exception):
-    """A lab command that cannot go on; the message says why and what to do."""
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """Exceptions the CLI prints as `error: ...` (exit 1) instead of a traceback."""
-    from provisioner.kubeconfig import KubeconfigError
-
-    return (LabError, ProviderError, LabLockedError, KubeconfigError, phases_mod.PhaseSelectionError)
 
 
 # ---------------------------------------------------------------------------------------------

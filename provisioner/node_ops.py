@@ -16,9 +16,9 @@ from typing import TextIO
 
 from provisioner import phases as phases_mod
 from provisioner import spec as spec_mod
+from provisioner.errors import LabError
 from provisioner.lab import LabDir
 from provisioner.lifecycle import (
-    LabError,
     load_lab,
     provider_for,
     refresh_connections,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from provisioner.errors import KubelabError
 from provisioner.lab import REPO_ROOT
 
 PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
@@ -31,7 +32,7 @@ PHASE_NAMES: tuple[str, ...] = tuple(phase.name for phase in PHASES)
 BY_NAME: dict[str, Phase] = {phase.name: phase for phase in PHASES}
 
 
-class PhaseSelectionError(ValueError):
+class PhaseSelectionError(KubelabError):
     """--from/--until that cannot be satisfied."""
 
 

@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import boxes, versions
+from provisioner.errors import KubelabError
 
 
-class SpecError(Exception):
+class SpecError(KubelabError):
     """A lab that must not be created; the message says what to change."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import TextIO
 
 from provisioner import artifacts
 from provisioner.checks.manifests import AGNHOST_ENV
+from provisioner.errors import KubelabError
 from provisioner.lab import REPO_ROOT, LabDir
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
@@ -40,8 +41,10 @@ Include /etc/ssh/ssh_config
 """
 
 
-class VerifyError(Exception):
+class VerifyError(KubelabError):
     """verify cannot run (no lab, unknown group, pytest could not start); the message says what to do."""
+
+    exit_code = 2
 
 
 def parse_groups(text: str | None) -> set[str] | None:

@@ -6,11 +6,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from provisioner.errors import KubelabError
 from provisioner.lab import LabDir
 from provisioner.plan import Plan
 
 
-class ProviderError(Exception):
+class ProviderError(KubelabError):
     """A provider cannot do what was asked; the message says what to install or change."""
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from provisioner import lifecycle, node_ops, versions
 from provisioner import phases as phases_mod
+from provisioner.errors import LabError
 from provisioner.lab import LabDir
-from provisioner.lifecycle import LabError
 from provisioner.plan import make_plan
 from provisioner.render import write_lab
 from provisioner.spec import build_spec
