@@ -18,7 +18,7 @@ from provisioner.errors import LabError
 from provisioner.lab import LabDir
 from provisioner.plan import Plan, make_plan
 from provisioner.progress import PhaseProgress, format_seconds
-from provisioner.providers.base import Provider, ProviderError
+from provisioner.providers.base import Connection, Provider, ProviderError
 from provisioner.remote import run_on
 from provisioner.state import LabLock, LabState, kubeconfig_file, load_state, save_state
 
@@ -200,7 +200,7 @@ def run_phases(lab: LabDir, plan: Plan, provider: Provider, start: str | None, u
         print(f"lab '{plan.spec.name}': every phase{through} is done (re-run one with --from PHASE)", file=out)
         return 0
     if selected[0].name != "nodes" and state.is_done("nodes"):
-        refresh_connections(lab, plan, provider)
+        write_provider_inventory(lab, plan, provider)
     print(f"lab '{plan.spec.name}' ({provider.name}): {', '.join(p.name for p in selected)}", file=out)
     started = time.monotonic()
     for phase in selected:
@@ -258,28 +258,27 @@ def run_phase(
 
 
 def _nodes_phase(lab: LabDir, plan: Plan, provider: Provider, bar: PhaseProgress) -> str:
-    from provisioner.render import write_connections
-
     provider.up(lambda node, message: bar.update(f"{node}: {message}"))
-    connections = provider.connections()
-    missing = [node.name for node in plan.nodes if node.name not in connections]
-    if missing:
-        raise ProviderError(f"no SSH connection for {', '.join(missing)} after `up`: see `kubelab status`")
-    write_connections(lab, connections)
-    return f"{len(connections)} node(s)"
+    return f"{len(write_provider_inventory(lab, plan, provider))} node(s)"
 
 
-def refresh_connections(lab: LabDir, plan: Plan, provider: Provider) -> None:
-    """Addresses can change while a lab is stopped (DHCP on libvirt): rewrite connection.yml before Ansible."""
-    from provisioner.render import write_connections
+def write_provider_inventory(lab: LabDir, plan: Plan, provider: Provider) -> dict[str, Connection]:
+    """The one writer of the provider's part of the inventory: how Ansible reaches each node (addresses can
+    change while a lab is stopped, e.g. DHCP on libvirt), the provider's variables and per-node variables.
+    Raises ProviderError naming the nodes that cannot be reached."""
+    from provisioner import render
 
     connections = provider.connections()
     missing = [node.name for node in plan.nodes if node.name not in connections]
     if missing:
-        raise LabError(
-            f"node(s) {', '.join(missing)} are not running: start the lab with `kubelab resume --name {plan.spec.name}`"
+        raise ProviderError(
+            f"no SSH connection to {', '.join(missing)}: see `kubelab status --name {plan.spec.name}`; "
+            f"`kubelab resume --name {plan.spec.name}` starts a halted lab"
         )
-    write_connections(lab, connections)
+    render.write_connections(lab, connections)
+    render.write_provider_vars(lab, provider.ansible_vars())
+    render.write_node_vars(lab, provider.node_vars())
+    return connections
 
 
 def _verify_phase(lab: LabDir, out: TextIO) -> str:
@@ -295,9 +294,7 @@ def _verify_phase(lab: LabDir, out: TextIO) -> str:
 
 
 def api_endpoint(plan: Plan, provider: Provider) -> str:
-    api_host = getattr(provider, "api_host", None)
-    host = api_host() if callable(api_host) else plan.api_host
-    return f"{host}:{plan.spec.api_port}"
+    return f"{provider.api_host()}:{plan.spec.api_port}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,8 +383,6 @@ def halt(lab: LabDir, out: TextIO | None = None) -> None:
 def resume(lab: LabDir, out: TextIO | None = None) -> int:
     """Start a halted lab, then check what a restart breaks: swap, the load balancer, kubelets, nodes and
     system pods."""
-    from provisioner.render import write_connections
-
     out = out or sys.stdout
     plan = load_lab(lab)
     state = load_state(lab)
@@ -398,9 +393,8 @@ def resume(lab: LabDir, out: TextIO | None = None) -> int:
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
         with PhaseProgress("resume", "machines up", stream=out) as bar:
             provider.resume(lambda node, message: bar.update(f"{node}: {message}"))
-            connections = provider.connections()
+            connections = write_provider_inventory(lab, plan, provider)
             bar.finish(True, f"{len(connections)} node(s) running")
-        write_connections(lab, connections)
         with PhaseProgress("health", "checks after the restart", stream=out) as bar:
             problems = after_restart_problems(plan, state, connections, since, bar.update)
             bar.finish(not problems, f"{len(problems)} problem(s)" if problems else "")
@@ -542,5 +536,5 @@ def _reset_hosts(lab: LabDir, plan: Plan, provider: Provider, out: TextIO) -> bo
     from provisioner.reset import run_reset_playbook
 
     provider.check()
-    refresh_connections(lab, plan, provider)
+    write_provider_inventory(lab, plan, provider)
     return run_reset_playbook(lab, plan, provider, out, again=f"kubelab destroy --reset --name {plan.spec.name}")

@@ -21,9 +21,9 @@ from provisioner.lab import LabDir
 from provisioner.lifecycle import (
     load_lab,
     provider_for,
-    refresh_connections,
     refuse_during_upgrade,
     run_phase,
+    write_provider_inventory,
 )
 from provisioner.plan import Node, Plan, make_plan
 from provisioner.progress import PhaseProgress
@@ -105,7 +105,7 @@ def add(lab: LabDir, masters: int = 0, workers: int = 0, out: TextIO | None = No
     with LabLock(lab, "node add"):
         provider = provider_for(grown, lab)
         provider.check()
-        refresh_connections(lab, plan, provider_for(plan, lab))  # every existing node must run
+        write_provider_inventory(lab, plan, provider_for(plan, lab))  # every existing node must run
         state = load_state(lab)
         # Recorded first: if this is cut short, `kubelab up` runs the rest on every node (each phase idempotent).
         write_lab(grown, lab)
@@ -180,7 +180,7 @@ def removal_problem(plan: Plan, names: list[str]) -> str | None:
 def remove(lab: LabDir, names: list[str], drain_timeout: int = DRAIN_TIMEOUT, out: TextIO | None = None) -> bool:
     """Drain, reset and delete each node (newest first), remove its machine, then shrink the spec and the load
     balancer's backends. Safe to run again after an interruption: finished steps are skipped."""
-    from provisioner.render import write_connections, write_lab
+    from provisioner.render import write_lab
 
     out = out or sys.stdout
     plan = finished_lab(lab, "remove nodes")
@@ -217,7 +217,7 @@ def remove(lab: LabDir, names: list[str], drain_timeout: int = DRAIN_TIMEOUT, ou
         wait_system_pods(plan, first, None, SETTLE_SECONDS)
         write_lab(shrunk, lab)
         shrunk_provider = provider_for(shrunk, lab)
-        write_connections(lab, shrunk_provider.connections())
+        write_provider_inventory(lab, shrunk, shrunk_provider)
         print(f"lab '{plan.spec.name}': {', '.join(node.name for node in gone)} removed", file=out)
         state = load_state(lab)
         lb_phase = phases_mod.BY_NAME["loadbalancer"]

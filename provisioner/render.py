@@ -83,11 +83,20 @@ def _write_if_changed(path: Path, content: str, mode: int = 0o644) -> bool:
 def write_connections(lab: LabDir, connections: dict[str, Connection]) -> None:
     """inventory/connection.yml: how Ansible reaches each node, as reported by the provider."""
     hosts = {name: connections[name].ansible_vars() for name in sorted(connections)}
-    header = "# How Ansible reaches each node; written by the provider at `up`, do not edit.\n"
+    header = "# How Ansible reaches each node; written by kubelab from the provider, do not edit.\n"
     _write_if_changed(lab.connection_inventory, header + json.dumps({"all": {"hosts": hosts}}, indent=2) + "\n")
 
 
 def write_provider_vars(lab: LabDir, variables: dict[str, Any]) -> None:
-    """inventory/group_vars/all/provider.yml: settings a provider needs the playbooks to apply."""
-    header = "# Settings the provider needs on its nodes; written by the provider, do not edit.\n"
+    """inventory/group_vars/all/provider.yml: settings a provider needs the playbooks to apply (no file if none)."""
+    if not variables:
+        lab.provider_vars.unlink(missing_ok=True)
+        return
+    header = "# Settings the provider needs on its nodes; written by kubelab from the provider, do not edit.\n"
     _write_if_changed(lab.provider_vars, header + json.dumps(variables, indent=2, sort_keys=True) + "\n")
+
+
+def write_node_vars(lab: LabDir, variables: dict[str, dict[str, Any]]) -> None:
+    """inventory/host_vars/NODE.yml: per-node settings of the provider, which outrank hosts.yml."""
+    for node, values in sorted(variables.items()):
+        _write_if_changed(lab.inventory_dir / "host_vars" / f"{node}.yml", json.dumps(values) + "\n")

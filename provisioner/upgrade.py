@@ -22,7 +22,7 @@ from provisioner import phases as phases_mod
 from provisioner import versions
 from provisioner.errors import LabError
 from provisioner.lab import LabDir
-from provisioner.lifecycle import provider_for, refresh_connections, run_phase
+from provisioner.lifecycle import provider_for, run_phase, write_provider_inventory
 from provisioner.node_ops import DRAIN_TIMEOUT, drain, finished_lab, first_master_kubectl, wait_system_pods
 from provisioner.plan import Node, Plan, make_plan
 from provisioner.progress import PhaseProgress
@@ -158,7 +158,7 @@ def upgrade(
     with LabLock(lab, "upgrade"):
         provider = provider_for(plan, lab)
         provider.check()
-        refresh_connections(lab, plan, provider)
+        write_provider_inventory(lab, plan, provider)
         connections = provider.connections()
         first = connections[plan.init_master.name]
         current = cluster_versions(plan, first)

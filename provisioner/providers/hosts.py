@@ -24,7 +24,6 @@ nodes in order: the first master is master-1 (it runs `kubeadm init`), and so on
 from __future__ import annotations
 
 import ipaddress
-import json
 import shlex
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner import render
 from provisioner.providers.base import Connection, NodeStatus, Progress, Provider, ProviderError
 
 GROUPS = {"lb": "lb", "masters": "master", "workers": "worker"}
@@ -205,24 +203,25 @@ class HostsProvider(Provider):
             )
 
     def up(self, progress: Progress) -> None:
-        """Nothing to create: record each host's node-network address and the API endpoint for the playbooks."""
-        hosts = self.hosts()
-        host_vars = self.lab.inventory_dir / "host_vars"
-        host_vars.mkdir(parents=True, exist_ok=True)
-        for host in hosts:
-            # host_vars/ outrank hosts.yml, whose kubelab_ip follows the lab's IP plan, not the user's machines.
-            (host_vars / f"{host.node}.yml").write_text(json.dumps({"kubelab_ip": host.ip}) + "\n")
+        """Nothing to create: say which of the user's machines each node is."""
+        for host in self.hosts():
             progress(host.node, f"is {host.inventory_name} ({host.ip})")
-        if self.plan.spec.lb == "none":
-            init = next(host for host in hosts if host.node == self.plan.init_master.name)
-            endpoint = f"{init.ip}:{self.plan.spec.api_port}"
-            render.write_provider_vars(self.lab, {"kubelab_control_plane_endpoint": endpoint})
 
     def api_host(self) -> str:
         """Where clients reach the API on these machines."""
         if self.plan.spec.lb != "none":
             return self.plan.spec.vip
         return next(host.ip for host in self.hosts() if host.node == self.plan.init_master.name)
+
+    def ansible_vars(self) -> dict[str, object]:
+        """Without a load balancer the API endpoint is the first master's address on the user's network."""
+        if self.plan.spec.lb != "none":
+            return {}
+        return {"kubelab_control_plane_endpoint": f"{self.api_host()}:{self.plan.spec.api_port}"}
+
+    def node_vars(self) -> dict[str, dict[str, object]]:
+        """Each host's node-network address, which outranks the lab's IP plan in hosts.yml."""
+        return {host.node: {"kubelab_ip": host.ip} for host in self.hosts()}
 
     def status(self) -> list[NodeStatus]:
         hosts = self.hosts()

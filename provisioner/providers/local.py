@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from provisioner import boxes, render
+from provisioner import boxes
 from provisioner.lab import LabDir
 from provisioner.plan import Node, Plan
 from provisioner.providers import local_host, local_image, local_network, local_node, local_remnants
@@ -130,10 +130,11 @@ class LocalProvider(Provider):
                 list(pool.map(lambda n: self._start_node(state, n, base, progress), self.plan.nodes))
                 list(pool.map(lambda n: self._wait_ready(state, n, started, progress), self.plan.nodes))
             self.last_ready_seconds = time.monotonic() - started
-            render.write_connections(self.lab, self.connections())
-            shared = {"artifacts_shared_dir": local_node.SHARED_ARTIFACTS} if self._artifacts() else {}
-            render.write_provider_vars(self.lab, {**PROVIDER_VARS, **shared})
             progress(self.lab_name, f"all {len(self.plan.nodes)} nodes ready in {self.last_ready_seconds:.1f} s")
+
+    def ansible_vars(self) -> dict[str, object]:
+        shared = {"artifacts_shared_dir": local_node.SHARED_ARTIFACTS} if self._artifacts() else {}
+        return {**PROVIDER_VARS, **shared}
 
     def status(self) -> list[NodeStatus]:
         result = []
