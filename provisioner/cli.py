@@ -115,12 +115,12 @@ def cmd_test_failover(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from provisioner import lifecycle, phases
+    from provisioner import lifecycle, phases, spec_layers
 
     phases.select(set(), args.start, args.until)  # --from after --until: refused before anything is written
     file_values = spec_mod.load_lab_file(args.file) if args.file else {}
     flag_values = {o.key: getattr(args, o.key, None) for o in spec_mod.OPTIONS if o.type is not dict}
-    lab, spec, warnings = lifecycle.spec_for_up(file_values, flag_values)
+    lab, spec, warnings = spec_layers.spec_for_up(file_values, flag_values)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return lifecycle.up(lab, spec, start=args.start, until=args.until)
@@ -129,10 +129,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from provisioner import lifecycle
+    from provisioner import status
 
-    data = lifecycle.status(_lab_dir(args))
-    print(json.dumps(data, indent=2) if args.json else lifecycle.format_status(data))
+    data = status.status(_lab_dir(args))
+    print(json.dumps(data, indent=2) if args.json else status.format_status(data))
     return 0
 
 

@@ -17,14 +17,9 @@ from typing import TextIO
 from provisioner import phases as phases_mod
 from provisioner import spec as spec_mod
 from provisioner.errors import LabError
+from provisioner.inventory import write_provider_inventory
 from provisioner.lab import LabDir
-from provisioner.lifecycle import (
-    load_lab,
-    provider_for,
-    refuse_during_upgrade,
-    run_phase,
-    write_provider_inventory,
-)
+from provisioner.lifecycle import load_lab, provider_for, refuse_during_upgrade, run_phase
 from provisioner.plan import Node, Plan, make_plan
 from provisioner.progress import PhaseProgress
 from provisioner.providers.base import Connection, Provider
@@ -83,8 +78,8 @@ def _resized(plan: Plan, what: str, **changes: object) -> Plan:
 def add(lab: LabDir, masters: int = 0, workers: int = 0, out: TextIO | None = None) -> bool:
     """Create `masters` + `workers` new nodes and run the phases for them; False when a phase failed (then
     `kubelab up` finishes the job on every node)."""
-    from provisioner.lifecycle import check_vm_memory
     from provisioner.render import write_lab
+    from provisioner.spec_layers import check_vm_memory
 
     out = out or sys.stdout
     if masters < 0 or workers < 0 or masters + workers == 0:

@@ -20,7 +20,8 @@ FIRST_UNDONE = "control-plane"
 def reset(lab: LabDir, out: TextIO | None = None) -> bool:
     """Run playbooks/reset.yml on the masters and workers and forget the phases it undid. False (with the
     failure shown) when the playbook failed; the phases stay recorded then, and a re-run finishes the job."""
-    from provisioner.lifecycle import load_lab, provider_for, write_provider_inventory
+    from provisioner.inventory import write_provider_inventory
+    from provisioner.lifecycle import load_lab, provider_for
 
     out = out or sys.stdout
     plan = load_lab(lab)

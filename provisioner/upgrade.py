@@ -21,8 +21,9 @@ from typing import TextIO
 from provisioner import phases as phases_mod
 from provisioner import versions
 from provisioner.errors import LabError
+from provisioner.inventory import write_provider_inventory
 from provisioner.lab import LabDir
-from provisioner.lifecycle import provider_for, run_phase, write_provider_inventory
+from provisioner.lifecycle import provider_for, run_phase
 from provisioner.node_ops import DRAIN_TIMEOUT, drain, finished_lab, first_master_kubectl, wait_system_pods
 from provisioner.plan import Node, Plan, make_plan
 from provisioner.progress import PhaseProgress

@@ -18,8 +18,8 @@ import pytest
 
 from provisioner import plan as plan_mod
 from provisioner import render, spec
+from provisioner.inventory import write_provider_inventory
 from provisioner.lab import REPO_ROOT, LabDir
-from provisioner.lifecycle import write_provider_inventory
 from provisioner.plan import Plan
 from provisioner.providers import local_host, local_network, local_remnants
 from provisioner.providers.base import Connection

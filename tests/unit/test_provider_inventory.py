@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.inventory import write_provider_inventory
 from provisioner.lab import LabDir
-from provisioner.lifecycle import api_endpoint, write_provider_inventory
+from provisioner.lifecycle import api_endpoint
 from provisioner.plan import Plan, make_plan
 from provisioner.providers.base import Connection, NodeStatus, Provider, ProviderError
 from provisioner.spec import build_spec

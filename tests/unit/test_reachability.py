@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from provisioner import lifecycle, reachability
+from provisioner import lifecycle, reachability, spec_layers
 from provisioner.errors import LabError
 from provisioner.lab import LabDir
 from provisioner.phases import PHASE_NAMES
@@ -362,8 +362,8 @@ def test_only_the_phases_that_will_run_are_checked(home: Path, monkeypatch: pyte
 def test_skip_network_check_is_for_one_run_and_does_not_change_the_lab(home: Path) -> None:
     old = build_spec({}, {"masters": 1}).to_dict()
     new = build_spec({}, {"masters": 1, "skip_network_check": True}).to_dict()
-    assert lifecycle.spec_differences(old, new) == []
+    assert spec_layers.spec_differences(old, new) == []
     flags = {"name": "netonce", "provider": "libvirt", "masters": 1, "workers": 0}
     write_lab(make_plan(build_spec({}, {**flags, "skip_network_check": True})), LabDir.for_name("netonce"))
-    _, resumed, _ = lifecycle.spec_for_up({}, {"name": "netonce"})
+    _, resumed, _ = spec_layers.spec_for_up({}, {"name": "netonce"})
     assert resumed.provider == "libvirt" and not resumed.skip_network_check  # a resumed `up` checks again
