@@ -29,9 +29,15 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner import versions
 from provisioner.spec import SpecError
+
+if TYPE_CHECKING:
+    import http.client
+
+    from provisioner.spec import LabSpec
 
 MANIFEST = "artifacts.json"
 MANIFEST_FORMAT = 1
@@ -336,9 +342,7 @@ def detect_form(folder: Path, entries: Iterable[dict] = ()) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def needs_for(
-    spec, folder: Path | None = None, arch: str = "amd64", manifest: dict | None = None
-) -> Needs:  # spec: LabSpec
+def needs_for(spec: LabSpec, folder: Path | None = None, arch: str = "amd64", manifest: dict | None = None) -> Needs:
     """The Needs of a lab spec; the patch and form come from the folder's manifest when there is one."""
     version = spec.kubernetes_version
     if manifest and versions.parse_kubernetes_version(version)[2] is None:
@@ -358,7 +362,7 @@ def needs_for(
     )
 
 
-def check_artifacts(folder: Path | str, spec, arch: str = "amd64") -> Needs:  # spec: LabSpec
+def check_artifacts(folder: Path | str, spec: LabSpec, arch: str = "amd64") -> Needs:
     """Raise ArtifactsError naming every missing, unlisted or corrupt file; return what was checked.
 
     Call before any node is touched: it reads only the folder.
@@ -485,7 +489,7 @@ def verify_download(file: Path, checksum_text: str, file_name: str) -> str:
     return actual
 
 
-def _open(url: str):  # -> http.client.HTTPResponse
+def _open(url: str) -> http.client.HTTPResponse:
     try:
         return urllib.request.urlopen(url, timeout=60)
     except (urllib.error.URLError, OSError) as exc:
@@ -556,7 +560,7 @@ def pick_image_tool() -> str:
 
 
 def fetch(
-    spec,  # LabSpec
+    spec: LabSpec,
     out: Path,
     arch: str = "amd64",
     image_tool: str | None = None,
@@ -618,7 +622,7 @@ def _safe_refs(path: Path) -> list[str]:
         return []
 
 
-def listing(spec, arch: str = "amd64", form: str = "bin") -> str:  # spec: LabSpec
+def listing(spec: LabSpec, arch: str = "amd64", form: str = "bin") -> str:
     """`kubelab artifacts list`: what the folder must hold for a lab, computed from its versions."""
     bare_minor = versions.parse_kubernetes_version(spec.kubernetes_version)[2] is None
     needs = Needs(
@@ -633,7 +637,7 @@ def listing(spec, arch: str = "amd64", form: str = "bin") -> str:  # spec: LabSp
     return describe(needs, exact_from_minor=bare_minor)
 
 
-def index_folder(folder: Path | str, spec, arch: str = "amd64") -> Path:  # spec: LabSpec
+def index_folder(folder: Path | str, spec: LabSpec, arch: str = "amd64") -> Path:
     """Write artifacts.json for files a user put into the folder by hand (their sha256 as they are now)."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():

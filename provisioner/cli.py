@@ -9,10 +9,15 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner import phases as phases_mod
 from provisioner import spec as spec_mod
 from provisioner.errors import KubelabError
+
+if TYPE_CHECKING:
+    from provisioner.lab import LabDir
+    from provisioner.plan import Plan
 
 EXIT_USAGE = 2
 
@@ -55,7 +60,7 @@ def load_spec(args: argparse.Namespace) -> spec_mod.LabSpec:
     return spec
 
 
-def _plan(args: argparse.Namespace):  # -> Plan
+def _plan(args: argparse.Namespace) -> Plan:
     from provisioner.plan import make_plan
 
     return make_plan(load_spec(args), arch=spec_mod.HostInfo.detect().arch)
@@ -76,7 +81,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write(plan, out: Path | None) -> None:
+def _write(plan: Plan, out: Path | None) -> None:
     from provisioner.lab import LabDir
     from provisioner.render import write_lab
 
@@ -91,7 +96,7 @@ def _lab_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lab", type=Path, metavar="DIR", help="lab folder (default: $KUBELAB_HOME/labs/NAME)")
 
 
-def _lab_dir(args: argparse.Namespace):  # -> LabDir
+def _lab_dir(args: argparse.Namespace) -> LabDir:
     from provisioner.lab import LabDir
 
     return LabDir(args.lab) if args.lab else LabDir.for_name(args.name)
@@ -315,7 +320,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def _artifacts_parser(sub) -> None:  # sub: argparse subparsers
+def _artifacts_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     artifacts = sub.add_parser("artifacts", help="offline labs: list, fetch, check or index an artifacts folder")
     commands = artifacts.add_subparsers(dest="artifacts_command", metavar="ACTION", required=True)
     actions = (
@@ -347,7 +352,7 @@ def _artifacts_parser(sub) -> None:  # sub: argparse subparsers
         action.set_defaults(func=func)
 
 
-def _etcd_parser(sub) -> None:  # sub: argparse subparsers
+def _etcd_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     etcd = sub.add_parser("etcd", help="etcd backups of the lab's control plane: snapshot, restore")
     commands = etcd.add_subparsers(dest="etcd_command", metavar="ACTION", required=True)
     snapshot = commands.add_parser("snapshot", help="save a snapshot (0600) and print its revision and hash")
@@ -361,7 +366,7 @@ def _etcd_parser(sub) -> None:  # sub: argparse subparsers
     restore.set_defaults(func=cmd_etcd_restore)
 
 
-def _node_parser(sub) -> None:  # sub: argparse subparsers
+def _node_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     node = sub.add_parser("node", help="grow or shrink a finished lab: add or remove masters and workers")
     commands = node.add_subparsers(dest="node_command", metavar="ACTION", required=True)
     add = commands.add_parser("add", help="new nodes with the next names and addresses, joined to the cluster")
@@ -379,7 +384,7 @@ def _node_parser(sub) -> None:  # sub: argparse subparsers
     remove.set_defaults(func=cmd_node_remove)
 
 
-def _upgrade_parser(sub) -> None:  # sub: argparse subparsers
+def _upgrade_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     upgrade = sub.add_parser(
         "upgrade", help="kubeadm upgrade of a finished lab to the next minor or a newer patch, node by node"
     )
@@ -398,7 +403,7 @@ def _upgrade_parser(sub) -> None:  # sub: argparse subparsers
     upgrade.set_defaults(func=cmd_upgrade)
 
 
-def _cache_parser(sub) -> None:  # sub: argparse subparsers
+def _cache_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cache = sub.add_parser("cache", help="the host's apt cache shared by all labs: start, stop, status")
     commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     start = commands.add_parser("start", help="start apt-cacher-ng; labs created while it runs use it")

@@ -14,6 +14,7 @@ import json
 import os
 import shlex
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -83,7 +84,7 @@ def etcdctl(master: str, kubectl: str = KUBECTL) -> str:
     return _etcd(master, "etcdctl", kubectl)
 
 
-def _check(done, what: str) -> str:
+def _check(done: subprocess.CompletedProcess[str], what: str) -> str:
     if done.returncode != 0:
         detail = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
         raise LabError(f"{what} failed: {detail}")

@@ -11,6 +11,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from typing import TextIO
 
@@ -249,7 +250,15 @@ def _check_quorum(plan: Plan, first: Connection, leaving: list[str]) -> None:
         )
 
 
-def _remove_one(plan: Plan, provider: Provider, node: Node, first: Connection, own, drain_timeout: int, report) -> None:
+def _remove_one(
+    plan: Plan,
+    provider: Provider,
+    node: Node,
+    first: Connection,
+    own: Connection | None,
+    drain_timeout: int,
+    report: Callable[[str], None],
+) -> None:
     report("draining")
     drain(first, first_master_kubectl(plan), node.name, drain_timeout)
     if node.role == "master":

@@ -5,13 +5,16 @@ from __future__ import annotations
 import ipaddress
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner import boxes, versions
 from provisioner.lab import REPO_ROOT, LabDir
 from provisioner.plan import Plan
 from provisioner.providers.base import Connection
 from provisioner.spec import LIBVIRT_KEYS
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATES_DIR = REPO_ROOT / "templates"
 
@@ -21,8 +24,8 @@ def _ruby_literal(value: Any) -> str:
     return json.dumps(value).replace("#", "\\#")
 
 
-def _environment():  # -> jinja2.Environment (imported lazily: render is not on every command's path)
-    import jinja2
+def _environment() -> jinja2.Environment:
+    import jinja2  # here, not at the top: render is not on every command's path
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from provisioner.plan import Plan
 from provisioner.remote import run_on
 from provisioner.state import LabState
+
+if TYPE_CHECKING:
+    from provisioner.providers.base import Connection
 
 SETTLE_TIMEOUT = 180  # seconds `resume` waits for nodes to be Ready and system pods to run again
 UNIT_TIMEOUT = 90  # seconds `resume` gives a starting unit (kubelet, haproxy) to become active
@@ -47,7 +51,7 @@ def after_restart_problems(
     return problems
 
 
-def _unit_state(connection, unit: str) -> str:
+def _unit_state(connection: Connection, unit: str) -> str:
     """A systemd unit's state once it settles: right after boot it may be `activating` (starting, or waiting
     to restart, e.g. a kubelet started before containerd was up) for up to UNIT_TIMEOUT seconds."""
     deadline = time.monotonic() + UNIT_TIMEOUT
@@ -74,7 +78,7 @@ def _not_settled(
         time.sleep(5)
 
 
-def _cluster_problems(plan: Plan, connection, expected: set[str], since: str) -> list[str]:
+def _cluster_problems(plan: Plan, connection: Connection, expected: set[str], since: str) -> list[str]:
     """Nodes that are not Ready; else pods of kube-system and the CNI that do not run, or that still show the
     status they had before the restart (a container not started since `since`)."""
     from provisioner.checks import kubectl_json

@@ -119,7 +119,9 @@ def map_hosts(path: Path, node_subnet: str, vip: str | None, lb_nodes: int) -> l
     return hosts
 
 
-def _host(path: Path, name: str, node: str, variables: dict[str, Any], network, vip: str | None) -> Host:
+def _host(
+    path: Path, name: str, node: str, variables: dict[str, Any], network: ipaddress.IPv4Network, vip: str | None
+) -> Host:
     address = str(variables.get("ansible_host") or name)
     user = variables.get("ansible_user")
     key = variables.get("ansible_ssh_private_key_file") or variables.get("ansible_private_key_file")
