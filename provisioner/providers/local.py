@@ -35,7 +35,7 @@ TOOLS = {
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
 }
-# Inventory variables the playbooks apply on namespace nodes (see ../shared/TESTBED.md).
+# Inventory variables the playbooks apply on namespace nodes, which share this host's kernel and cgroups.
 PROVIDER_VARS: dict[str, object] = {
     # The nodes lack CAP_SYS_RESOURCE: without this every pod sandbox fails in runc.
     "containerd_restrict_oom_score_adj": True,
