@@ -10,9 +10,7 @@ Layout of a folder (``kubelab up --artifacts DIR``)::
     images/           one OCI or docker-archive tar per image reference
     manifests/        the chosen CNI's manifest or chart
 
-Image references follow ``kubeadm config images list`` (versions.KUBEADM_IMAGE_TAGS) plus the images the
-CNI manifest names. ``check_artifacts`` reports every missing or corrupt file at once, before any node is
-touched. ``fetch`` fills a folder on a connected machine from the official download URLs.
+The images are those of ``kubeadm config images list`` (versions.KUBEADM_IMAGE_TAGS) and the CNI manifest's.
 """
 
 from __future__ import annotations
@@ -364,9 +362,7 @@ def needs_for(spec: LabSpec, folder: Path | None = None, arch: str = "amd64", ma
 
 def check_artifacts(folder: Path | str, spec: LabSpec, arch: str = "amd64") -> Needs:
     """Raise ArtifactsError naming every missing, unlisted or corrupt file; return what was checked.
-
-    Call before any node is touched: it reads only the folder.
-    """
+    It reads only the folder: call it before any node is touched."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise ArtifactsError(f"artifacts folder {folder} does not exist (see `kubelab artifacts list`)")
@@ -531,11 +527,8 @@ def _run(argv: list[str]) -> None:
 def export_commands(
     tool: str, reference: str, out: str, arch: str = "amd64", source: str | None = None
 ) -> list[list[str]]:
-    """Commands that put one image into an archive ctr can import, named by its reference.
-
-    skopeo copies straight from the registry (or ``source``, e.g. ``oci:DIR:TAG``) into an OCI archive;
-    ctr pulls into a scratch namespace of a running containerd, then exports.
-    """
+    """Commands that put one image into an archive ctr imports, under its reference: skopeo copies it from the
+    registry (or ``source``, e.g. ``oci:DIR:TAG``) to an OCI archive; ctr pulls it into a scratch namespace, exports."""
     if tool == "skopeo":
         src = source or f"docker://{reference}"
         return [
@@ -567,10 +560,8 @@ def fetch(
     progress: Callable[[str], None] = print,
     run: Runner = _run,
 ) -> Path:
-    """Fill ``out`` from official sources, verify every published checksum, write artifacts.json.
-
-    Files already present with a matching checksum are kept, so an interrupted fetch resumes.
-    """
+    """Fill ``out`` from official sources, verify every published checksum, write artifacts.json. Files already
+    present with a matching checksum are kept, so an interrupted fetch resumes."""
     out = out.expanduser()
     out.mkdir(parents=True, exist_ok=True)
     version = resolve_patch(spec.kubernetes_version)

@@ -1,9 +1,8 @@
 """`kubelab test failover`: take down the VIP holder and one master, prove the API and etcd survive, restore.
 
-Nodes are taken down by stopping services over SSH, which works the same on every provider: keepalived on the
-LB that holds the VIP (kube-vip: the master holding it is the one taken down), and on the master the kubelet
-plus every pod sandbox (etcd, kube-apiserver, ...) via crictl. Restoring starts them again; the kubelet brings
-its static pods back. Then the normal checks run again.
+Nodes go down by stopping services over SSH, the same on every provider: keepalived on the LB holding the VIP
+(kube-vip: that master is the one taken down), and on the master the kubelet and every pod sandbox (crictl).
+Restoring starts them again, the kubelet brings its static pods back, and the normal checks run again.
 """
 
 from __future__ import annotations

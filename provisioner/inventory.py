@@ -9,9 +9,8 @@ from provisioner.providers.base import Connection, Provider, ProviderError
 
 
 def write_provider_inventory(lab: LabDir, plan: Plan, provider: Provider) -> dict[str, Connection]:
-    """The one writer of the provider's part of the inventory: how Ansible reaches each node (addresses can
-    change while a lab is stopped, e.g. DHCP on libvirt), the provider's variables and per-node variables.
-    Raises ProviderError naming the nodes that cannot be reached."""
+    """The one writer of the provider's part of the inventory: connections (they can change while a lab is
+    stopped), provider and per-node variables. Raises ProviderError naming the nodes that cannot be reached."""
     connections = provider.connections()
     missing = [node.name for node in plan.nodes if node.name not in connections]
     if missing:

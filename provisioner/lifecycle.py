@@ -224,11 +224,8 @@ def resume(lab: LabDir, out: TextIO | None = None) -> int:
 
 
 def destroy(lab: LabDir, out: TextIO | None = None, reset: bool = False) -> bool:
-    """Remove the lab's machines and its folder. False when there was nothing to destroy.
-
-    `reset` (hosts labs only): undo the Kubernetes phases on the user's machines first (playbooks/reset.yml);
-    when that fails the lab folder is kept so the command can be run again.
-    """
+    """Remove the lab's machines and its folder; False when there was nothing to destroy. `reset` (hosts labs):
+    first undo the Kubernetes phases (playbooks/reset.yml); when that fails the folder is kept for another try."""
     out = out or sys.stdout
     if not lab.root.exists():
         print(f"nothing to destroy: there is no lab at {lab.root}", file=out)

@@ -329,17 +329,16 @@ def drain_error(name: str, output: str, timeout: int) -> str:
 
 
 def _remove_etcd_member(plan: Plan, first: Connection, node: Node) -> None:
-    """Remove the node's etcd member through master-1 while the node still runs, with master-1's member as
-    leader: the member that stays then commits and applies the change itself. etcd calls removing a member
-    from two unsafe otherwise: a leaving leader can stop before the other member learns of the commit, and
-    the cluster loses its quorum. Done before `kubeadm reset`, whose own removal failing would leave a
-    stopped member behind. Returns once master-1's etcd answers without the node's member."""
+    """Remove the node's etcd member through master-1 while the node runs, before `kubeadm reset` (whose own
+    removal failing would leave a stopped member behind); returns once master-1's etcd answers without it."""
     from provisioner.etcd_backup import etcdctl
 
     etcd = etcdctl(plan.init_master.name, first_master_kubectl(plan))
     member = _etcd_member_id(first, etcd, node.name)
     if member is None:
         return
+    # With the staying member as leader, it commits and applies the removal itself. Removing one of two members
+    # is unsafe otherwise: a leaving leader can stop before the other learns of the commit, and quorum is lost.
     _lead_from(plan.init_master, first, etcd)
     removed = run_on(first, f"{etcd} member remove {member}", timeout=60)
     if removed.returncode != 0:

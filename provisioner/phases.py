@@ -126,10 +126,7 @@ def _index(name: str, flag: str) -> int:
 
 def select(done: set[str] | frozenset[str], start: str | None = None, until: str | None = None) -> list[Phase]:
     """Phases to run: from `start` (re-run) or else the first unfinished phase, through `until` (or the last).
-
-    Without `start`, every phase after the first unfinished one runs too, finished or not: a resumed run
-    never skips a phase that comes after one it had to redo.
-    """
+    Without `start`, every phase after the first unfinished one runs too: none after a redone phase is skipped."""
     last = _index(until, "--until") if until else len(PHASES) - 1
     if start is not None:
         first = _index(start, "--from")

@@ -23,10 +23,8 @@ def stored_spec(lab: LabDir) -> dict[str, Any] | None:
 
 
 def spec_for_up(file_values: dict[str, Any], flag_values: dict[str, Any]) -> tuple[LabDir, spec_mod.LabSpec, list[str]]:
-    """The lab folder and validated spec an `up` works on; refuses to change a lab that has run phases.
-
-    An existing lab's own spec is the base, so a bare `kubelab up --name X` resumes lab X as it was created.
-    """
+    """The lab folder and validated spec an `up` works on, an existing lab's spec as base (a bare `kubelab up
+    --name X` resumes X as created); refuses to change a lab that has run phases."""
     name = flag_values.get("name") or file_values.get("name") or spec_mod.LabSpec.name
     lab = LabDir.for_name(name)
     stored = stored_spec(lab) or {}

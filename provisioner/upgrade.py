@@ -1,10 +1,9 @@
 """`kubelab upgrade`: kubeadm's upgrade of a finished lab, one minor (or patches) at a time, one node at a time.
 
-The order is kubeadm's documented procedure: on master-1 the target kubeadm and `kubeadm upgrade apply`, then
-the other masters with `kubeadm upgrade node`, then the workers. On each node: the target kubeadm, `kubeadm
-upgrade`, drain, the target kubelet and kubectl, the kubelet restarted, uncordon, Ready on the target. A node
-whose kubelet reports the target already is skipped, so a run that was cut short goes on with the next node
-and never drains a finished one again.
+kubeadm's documented order: master-1 (`kubeadm upgrade apply`), the other masters (`kubeadm upgrade node`), the
+workers. On each node: the target kubeadm, its upgrade, drain, the target kubelet and kubectl, the kubelet
+restarted, uncordon, Ready on the target. A node whose kubelet reports the target is skipped, so a cut-short run
+goes on with the next node and never drains a finished one again.
 """
 
 from __future__ import annotations

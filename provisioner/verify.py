@@ -206,11 +206,8 @@ def run_verify(
     out: TextIO | None = None,
     checks: set[str] | None = None,
 ) -> int:
-    """Run the selected check groups against the lab; print the table; 0 when nothing failed.
-
-    `phases` overrides the finished phases read from the lab's state (None: read them, or treat all as done);
-    `checks` runs only the checks of those names.
-    """
+    """Run the selected check groups against the lab, print the table; 0 when nothing failed. `phases` overrides
+    the lab state's finished phases (None: read them, or treat all as done); `checks` runs only the checks named."""
     out = out or sys.stdout
     if not lab.hosts_inventory.is_file():
         raise VerifyError(f"{lab.root} has no inventory: create the lab first (`kubelab up`)")

@@ -108,7 +108,5 @@ ETCDCTL_TLS = (
 
 def etcdctl(kubectl: Kubectl, master: str, *args: str) -> Result:
     """`etcdctl ARGS` inside the etcd static pod of a master (kubeadm names it etcd-<node>); never raises on exit.
-
-    etcdctl exits non-zero when an endpoint is unhealthy but still prints its JSON, which the caller parses.
-    """
+    etcdctl exits non-zero when an endpoint is unhealthy but still prints its JSON, which the caller parses."""
     return kubectl.run("-n", "kube-system", "exec", f"etcd-{master}", "--", "etcdctl", *ETCDCTL_TLS, *args, check=False)

@@ -1,24 +1,10 @@
 """Machines the user already has (`--provider hosts -i inventory.yml`): no VMs, the same phases over SSH.
 
-The inventory is YAML in Ansible's shape, with the groups `lb` (optional), `masters` and `workers`:
-
-    all:
-      vars:                                  # optional: defaults for every host
-        ansible_user: debian                 # a user with passwordless sudo (or root)
-        ansible_ssh_private_key_file: ~/.ssh/id_ed25519
-      children:
-        masters:
-          hosts:
-            cp1: {ansible_host: 203.0.113.21, kubelab_ip: 10.0.0.21}
-        workers:
-          hosts:
-            w1: {ansible_host: 203.0.113.31, kubelab_ip: 10.0.0.31}
-
-`ansible_host` is where SSH connects (default: the host's name), `ansible_port` defaults to 22,
-`ansible_ssh_common_args`/`ansible_ssh_extra_args` are passed to ssh (e.g. `-o UserKnownHostsFile=...`),
-`kubelab_ip` is the host's address on the node network that Kubernetes uses (default: ansible_host);
-it must lie inside --node-subnet, and --vip must be a free address there. Hosts map onto the lab's
-nodes in order: the first master is master-1 (it runs `kubeadm init`), and so on.
+The inventory is Ansible's YAML with the groups `lb` (optional), `masters` and `workers`. A host (or all.vars) sets
+`ansible_user` (root or passwordless sudo) and `ansible_ssh_private_key_file`, and may set `ansible_host` (default:
+its name), `ansible_port` (22), `ansible_ssh_common_args`/`ansible_ssh_extra_args`, and `kubelab_ip`, its address
+in --node-subnet (default: ansible_host), where --vip must be free. Hosts become nodes in order: the first master
+is master-1 (`kubeadm init`).
 """
 
 from __future__ import annotations

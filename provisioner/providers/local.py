@@ -227,10 +227,8 @@ class LocalProvider(Provider):
         return owner if owner is not None and owner != str(self.state_dir) else None
 
     def _claim_names(self, state: LocalState, progress: Progress) -> None:
-        """Make sure the host objects named after this lab are this lab folder's own, or none. A lab of the
-        same name running from another KUBELAB_HOME is refused (nothing running is lost); dead remnants (of a
-        crashed run whose lab folder may be gone, or the network of a halted one, which its resume remakes)
-        are removed."""
+        """Make sure the host objects named after this lab are this lab folder's own, or none: a running lab of that
+        name from another KUBELAB_HOME is refused, dead remnants (a crashed run, a halted lab's network) removed."""
         owner = local_network.bridge_owner(self.bridge)
         if owner == str(self.state_dir) or (owner is None and state.data.get("bridge") == self.bridge):
             return  # ours (a bridge made before owners were recorded counts as ours if our state names it)
