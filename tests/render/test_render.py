@@ -132,6 +132,15 @@ def test_inventory_groups_and_vars() -> None:
     assert json.loads(files["lab.json"])["spec"]["masters"] == 3
 
 
+@pytest.mark.parametrize("offline", [False, True])
+def test_a_lab_with_an_artifacts_folder_is_offline(tmp_path: Path, offline: bool) -> None:
+    """kubelab_offline is the one switch the phases and roles read; the folder itself is rendered absolute."""
+    flags = {"masters": 1, **({"artifacts": str(tmp_path)} if offline else {})}
+    lab_vars = yaml.safe_load(render_files(make_plan(build_spec({}, flags)))["inventory/group_vars/all/lab.yml"])
+    assert lab_vars["kubelab_offline"] is offline
+    assert lab_vars["kubelab_artifacts_dir"] == (str(tmp_path.resolve()) if offline else None)
+
+
 def test_vagrantfile_only_for_vagrant_providers() -> None:
     local = render_files(make_plan(build_spec({}, {"provider": "local", "masters": 1})))
     assert "Vagrantfile" not in local
