@@ -17,7 +17,7 @@ from hosttools import require_tool
 from provisioner.lab import REPO_ROOT, LabDir
 from provisioner.plan import make_plan
 from provisioner.render import render_files, write_lab
-from provisioner.spec import build_spec
+from provisioner.spec import ARCH_NAMES, build_spec
 
 GOLDEN = Path(__file__).parent / "golden"
 # The golden labs of the foundation issue: name -> flags.
@@ -129,6 +129,7 @@ def test_inventory_groups_and_vars() -> None:
     assert lab_vars["kubelab_init_master"] == "master-1"
     assert lab_vars["kubelab_control_plane_endpoint"] == "192.168.56.10:6443"
     assert lab_vars["kubelab_pod_cidr"] == "10.244.0.0/16"
+    assert lab_vars["kubelab_arch_map"] == ARCH_NAMES  # the containerd and cni roles' release file names
     assert json.loads(files["lab.json"])["spec"]["masters"] == 3
 
 
