@@ -69,3 +69,17 @@ def test_versions_come_from_the_lab_not_from_literal_defaults() -> None:
         if literal.search(line)
     ]
     assert not found, "\n".join(found)
+
+
+def test_role_templates_read_their_own_role_variables() -> None:
+    """A template reads its role's variables only (documented in defaults/main.yml): the lab's kubelab_* settings,
+    groups and other hosts' hostvars are turned into role variables there, never read in the template."""
+    jinja = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+    outside = re.compile(r"\b(kubelab_\w+|hostvars|groups)\b")
+    found = [
+        f"{path.relative_to(PLAYBOOKS_DIR)}: {name}"
+        for path in _playbook_files("roles/*/templates/*.j2")
+        for block in jinja.findall(path.read_text())
+        for name in outside.findall(block)
+    ]
+    assert not found, "\n".join(found)
