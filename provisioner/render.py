@@ -11,7 +11,7 @@ from provisioner import boxes, versions
 from provisioner.lab import REPO_ROOT, LabDir
 from provisioner.plan import Plan
 from provisioner.providers.base import Connection
-from provisioner.spec import LIBVIRT_KEYS
+from provisioner.spec import ARCH_NAMES, LIBVIRT_KEYS
 
 if TYPE_CHECKING:
     import jinja2
@@ -50,6 +50,7 @@ def render_files(plan: Plan) -> dict[str, str]:
         "netmask": str(ipaddress.IPv4Network(spec.node_subnet).netmask),
         "libvirt_keys": tuple(LIBVIRT_KEYS),
         "kube_vip_version": versions.KUBE_VIP_VERSION,
+        "arch_map": ARCH_NAMES,
         "artifacts_dir": str(Path(spec.artifacts).expanduser().resolve()) if spec.artifacts else None,
         "groups": (("lb", plan.lbs), ("masters", plan.masters), ("workers", plan.workers)),
     }

@@ -219,7 +219,14 @@ class _Steps:
 
     def __init__(self, lab: LabDir, target: str, folder: Path | None, out: TextIO) -> None:
         self.lab, self.out = lab, out
-        self.variables = json.dumps({"kubelab_kubernetes_version": target, "kubelab_artifacts_dir": str(folder or "")})
+        self.variables = json.dumps(
+            {
+                "kubelab_kubernetes_version": target,
+                "kubelab_artifacts_dir": str(folder or ""),
+                # the lab's group_vars say offline only once write_lab() has run, after the stage step
+                "kubelab_offline": folder is not None,
+            }
+        )
 
     def run(self, step: str, nodes: list[str], bar: PhaseProgress | None = None, **variables: str) -> None:
         from provisioner.ansible import run_playbook
