@@ -33,6 +33,7 @@ from provisioner.state import LabLock, load_state, save_state
 STAGE_DIR = "/var/cache/kubelab/upgrade"  # kube_upgrade_stage_dir: where the target kubeadm is staged
 READY_TIMEOUT = 300  # seconds a node may take to report Ready on the target kubelet (and a master's API server)
 API_WAIT_SECONDS = 120  # how long master-1's API server may take to answer when an upgrade (re)starts
+UNCORDON_TIMEOUT = 60  # seconds `kubectl uncordon` is tried again while the API servers restart
 CLUSTER_VERSION = re.compile(r"^kubernetesVersion:\s*(\S+)", re.M)
 
 
@@ -259,9 +260,7 @@ def _upgrade_node(
         drained = time.monotonic() - started
         steps.run("kubelet", [node.name], bar)
         bar.update("uncordon")
-        done = run_on(first, f"{kubectl} uncordon {node.name}", timeout=60)
-        if done.returncode != 0:
-            raise LabError(f"`kubectl uncordon {node.name}` failed: {done.stderr.strip()[-300:]}")
+        _uncordon(first, kubectl, node.name)
         bar.update(f"waiting for Ready on v{target}")
         _wait_ready(plan, first, node.name, target)
         if node.role == "master":  # the new kubelet restarts the static pods: the next node needs this API server
@@ -271,6 +270,18 @@ def _upgrade_node(
         wait_system_pods(plan, first, node.name, READY_TIMEOUT)
         away = time.monotonic() - started
         bar.finish(True, f"{node.name} on v{target}, drained in {drained:.0f} s, out of service {away:.0f} s")
+
+
+def _uncordon(first: Connection, kubectl: str, name: str) -> None:
+    """`kubectl uncordon`, tried again for a while: the API servers restart around the new kubelet."""
+    deadline = time.monotonic() + UNCORDON_TIMEOUT
+    while True:
+        done = run_on(first, f"{kubectl} uncordon {name}", timeout=60)
+        if done.returncode == 0:
+            return
+        if time.monotonic() >= deadline:
+            raise LabError(f"`kubectl uncordon {name}` failed for {UNCORDON_TIMEOUT} s: {done.stderr.strip()[-300:]}")
+        time.sleep(3)
 
 
 def _wait_ready(plan: Plan, first: Connection, name: str, target: str) -> None:

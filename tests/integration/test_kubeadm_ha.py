@@ -20,8 +20,11 @@ One lab serves the whole module; the tests run in order, the disruptive ones las
 10. `kubelab etcd snapshot`, a ConfigMap deleted, `kubelab etcd restore`: the ConfigMap is back, etcd has its
    three healthy members and the cluster checks pass; a damaged snapshot is refused before anything changes.
 11. `kubelab node remove master-2 master-3` (one alone is refused: an even count): etcd keeps one member and
-   haproxy one backend; `kubelab node add --masters 2` adds master-4 and master-5 on the next addresses
-   (removed numbers are not reused): three members and three backends again.
+   haproxy one backend; adding three nodes is refused (the pod range holds one /24 per node, four in all);
+   `kubelab node add --masters 2` adds master-4 and master-5 on the next addresses (removed numbers are not
+   reused) on the /24s the removed masters freed: three members and three backends again.
+The lab sits at edges the plan-time limits accept (VIP on the subnet's last host address, a pod range of
+exactly one /24 per node), so the real components cross-check those rules.
 The lab is destroyed at the end, also after a failure, and must leave nothing on the host.
 """
 
@@ -53,7 +56,10 @@ NAME = "it-k8sha"
 SUBNET = "10.77.161.0/24"
 MASTERS = {"master-1": "10.77.161.21", "master-2": "10.77.161.22", "master-3": "10.77.161.23"}
 WORKER = {"worker-1": "10.77.161.31"}
-VIP = "10.77.161.10"
+# Edges the plan-time limits accept, built for real: the VIP on the subnet's last host address, and a pod
+# range with exactly one /24 per Kubernetes node (3 masters + 1 worker).
+VIP = "10.77.161.254"
+POD_CIDR = "10.244.0.0/22"
 
 
 class Lab(ClusterLab):
@@ -93,6 +99,7 @@ def up_argv(lab: Lab) -> list[str]:
     return [
         *(sys.executable, "-m", "provisioner.cli", "up", "--provider", "local", "--name", NAME),
         *("--node-subnet", SUBNET, "--masters", "3", "--workers", "1", "--lb", "haproxy", "--cni", CNI),
+        *("--vip", VIP, "--pod-cidr", POD_CIDR),
         *("--artifacts", str(lab.folder), "--k8s-version", lab.version),
     ]
 
@@ -460,6 +467,13 @@ def test_removing_two_masters_then_adding_two_keeps_etcd_and_haproxy_in_step(lab
     assert haproxy_backends(lab) == ["master-1"]
     assert lab.kubectl("get", "node", "master-2").returncode != 0
 
+    # Five nodes would need five /24s of the pod range: refused before a machine is made.
+    full = lab.cli("node", "add", "--masters", "2", "--workers", "1", "--name", NAME)
+    assert full.returncode == 1, full.stdout[-2000:] + full.stderr[-2000:]
+    assert f"--pod-cidr {POD_CIDR} holds 4 per-node /24 ranges" in full.stderr, full.stderr
+    assert "5 nodes" in full.stderr, full.stderr
+
+    # The /24s of the removed masters are free again: master-4 and master-5 get them (verify checks the ranges).
     added = lab.cli("node", "add", "--masters", "2", "--name", NAME)
     assert added.returncode == 0, added.stdout[-4000:] + added.stderr[-2000:]
     assert "✓ verify" in added.stdout

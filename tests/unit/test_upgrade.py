@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,26 @@ def test_the_steps_run_offline_exactly_when_an_artifacts_folder_is_given(tmp_pat
         "kubelab_artifacts_dir": str(folder or ""),
         "kubelab_offline": folder is not None,
     }
+
+
+def test_uncordon_is_tried_again_while_the_api_servers_restart(monkeypatch: pytest.MonkeyPatch) -> None:
+    from provisioner import upgrade
+
+    forbidden = 'Error from server (Forbidden): nodes "master-1" is forbidden: User "kubernetes-admin" cannot get'
+    answers = iter([(1, forbidden), (1, "connection refused"), (0, "")])
+    calls: list[str] = []
+
+    def run_on(_connection: object, command: str, timeout: int) -> subprocess.CompletedProcess[str]:
+        calls.append(command)
+        code, stderr = next(answers)
+        return subprocess.CompletedProcess(command, code, "", stderr)
+
+    monkeypatch.setattr(upgrade, "run_on", run_on)
+    monkeypatch.setattr(upgrade.time, "sleep", lambda _seconds: None)
+    upgrade._uncordon(object(), "kubectl", "master-1")  # type: ignore[arg-type]
+    assert calls == ["kubectl uncordon master-1"] * 3
+
+    answers = iter([(1, forbidden)] * 2)
+    monkeypatch.setattr(upgrade, "UNCORDON_TIMEOUT", -1)
+    with pytest.raises(LabError, match=r"^`kubectl uncordon master-1` failed for -1 s: Error from server"):
+        upgrade._uncordon(object(), "kubectl", "master-1")  # type: ignore[arg-type]
