@@ -267,15 +267,15 @@ def cmd_artifacts_list(args: argparse.Namespace) -> int:
 
 
 def cmd_artifacts_fetch(args: argparse.Namespace) -> int:
-    from provisioner import artifacts
+    from provisioner.artifacts import fetch
 
-    manifest = artifacts.fetch(load_spec(args), args.out, _arch(args), args.image_tool)
+    manifest = fetch.fetch(load_spec(args), args.out, _arch(args), args.image_tool)
     print(f"artifacts folder {args.out} is complete: {manifest}")
     return 0
 
 
 def cmd_artifacts_build(args: argparse.Namespace) -> int:
-    from provisioner import artifacts_build
+    from provisioner.artifacts import build as artifacts_build
 
     spec = load_spec(args)
     request = artifacts_build.BuildRequest(
