@@ -11,6 +11,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,9 @@ def choose(mode: str, kubeconfig: Path, master: Any, master_name: str, cluster_m
     return Kubectl(master=master, master_name=master_name)
 
 
+# How often etcdctl is asked when the API gives no answer from it, and the pause between tries: long enough
+# for the load balancer's health checks to take an API server without etcd out of service.
+ETCDCTL_ATTEMPTS, ETCDCTL_RETRY_SECONDS = 3, 5
 ETCDCTL_TLS = (
     "--endpoints=https://127.0.0.1:2379",
     "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
@@ -109,4 +113,13 @@ ETCDCTL_TLS = (
 def etcdctl(kubectl: Kubectl, master: str, *args: str) -> Result:
     """`etcdctl ARGS` inside the etcd static pod of a master (kubeadm names it etcd-<node>); never raises on exit.
     etcdctl exits non-zero when an endpoint is unhealthy but still prints its JSON, which the caller parses."""
-    return kubectl.run("-n", "kube-system", "exec", f"etcd-{master}", "--", "etcdctl", *ETCDCTL_TLS, *args, check=False)
+    argv = ("-n", "kube-system", "exec", f"etcd-{master}", "--", "etcdctl", *ETCDCTL_TLS, *args)
+    result = kubectl.run(*argv, check=False)
+    for _ in range(ETCDCTL_ATTEMPTS - 1):
+        # No output at all: the exec did not reach etcdctl (e.g. the load balancer still sent the request to an
+        # API server whose own etcd has just gone, and it timed out); ask again through a healthy one.
+        if result.rc == 0 or result.stdout.strip():
+            break
+        time.sleep(ETCDCTL_RETRY_SECONDS)
+        result = kubectl.run(*argv, check=False)
+    return result

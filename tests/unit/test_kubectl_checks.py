@@ -305,3 +305,23 @@ def test_ready_endpoint_addresses_skip_endpoints_that_are_not_ready():
         ]
     }
     assert kubectl_json.ready_endpoint_addresses(json.dumps(slices)) == {"10.244.0.5", "10.244.2.9"}
+
+
+def test_etcdctl_is_asked_again_when_the_api_gave_no_answer_from_it(monkeypatch):
+    timeout = kube.Result(1, "", "Error from server (Timeout): the server was unable to return a response in time")
+    health = kube.Result(1, '[{"endpoint":"https://10.0.0.23:2379","health":false}]', "unhealthy cluster")
+    answers, calls = iter([timeout, health]), []
+
+    class Fake:
+        def run(self, *args, check=True):
+            calls.append(args)
+            return next(answers)
+
+    monkeypatch.setattr(kube.time, "sleep", lambda _seconds: None)
+    result = kube.etcdctl(Fake(), "master-1", "endpoint", "health", "--cluster", "-w", "json")  # type: ignore[arg-type]
+    assert result == health and len(calls) == 2
+    assert calls[0][:5] == ("-n", "kube-system", "exec", "etcd-master-1", "--")
+
+    answers, calls = iter([timeout] * kube.ETCDCTL_ATTEMPTS), []
+    assert kube.etcdctl(Fake(), "master-1", "member", "list") == timeout  # type: ignore[arg-type]
+    assert len(calls) == kube.ETCDCTL_ATTEMPTS
