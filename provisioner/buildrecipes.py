@@ -337,9 +337,8 @@ FLANNEL_CNI_PLUGIN_SPEC = "0.4.0"
 
 
 def flannel_manifest(text: str, plugin_version: str) -> str:
-    """Flannel's manifest with its CNI plugin image replaced by the one built here (another source than the
-    image it names, so it gets kubelab's own name rather than a borrowed one), and its CNI config at the spec
-    version that plugin speaks (0.4.0; the bridge and portmap plugins it delegates to speak it too)."""
+    """Flannel's manifest with its CNI plugin image replaced by the one built here, under kubelab's own name,
+    and its CNI config at spec version 0.4.0, which that plugin and the bridge and portmap plugins speak."""
     pattern = re.compile(r"(image:\s*)\S*/flannel-cni-plugin:\S+")
     if not pattern.search(text):
         raise ValueError("flannel's manifest names no flannel-cni-plugin image")

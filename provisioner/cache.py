@@ -1,11 +1,8 @@
 """A host-side apt cache shared by every lab: Debian's apt-cacher-ng, started and stopped by kubelab.
 
-The cache lives in ``$KUBELAB_HOME/cache/apt`` (config, downloaded packages, logs) and listens on all host
-addresses, so local nodes reach it through their bridge and Vagrant VMs through their private network:
-in both the host is address .1 of the lab's node subnet. Nodes use it through the ``apt_proxy`` role
-(inventory var ``kubelab_apt_proxy``); they fall back to direct downloads whenever the cache is down.
-Offline mode (``kubelab cache start --offline``) never touches the network: it serves only what earlier labs
-put into the cache, so labs work without internet after the first time.
+It lives in ``$KUBELAB_HOME/cache/apt`` and listens on every host address, so nodes reach it at .1 of their node
+subnet; they use it through the ``apt_proxy`` role (``kubelab_apt_proxy``) and download directly while it is down.
+Offline mode serves only what earlier labs cached, so labs need no internet after the first.
 """
 
 from __future__ import annotations
@@ -20,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioner.errors import KubelabError
 from provisioner.lab import LabDir, kubelab_home
 
 DEFAULT_PORT = 3142
@@ -28,7 +26,7 @@ PROGRAM = "apt-cacher-ng"
 SUPPORT_DIR = Path("/usr/lib/apt-cacher-ng")
 
 
-class CacheError(Exception):
+class CacheError(KubelabError):
     """The cache cannot start or stop; the message says what to install or change."""
 
 
@@ -135,10 +133,8 @@ def serves_offline(cache: CacheDir | None = None) -> bool:
 
 
 def start(port: int = DEFAULT_PORT, cache: CacheDir | None = None, offline: bool = False) -> CacheStatus:
-    """Start the cache and wait until it accepts requests.
-
-    Idempotent: a cache running with the same port and mode is left alone, one running otherwise is restarted.
-    """
+    """Start the cache and wait until it accepts requests. A cache running with the same port and mode is left
+    alone, one running otherwise is restarted."""
     cache = cache or CacheDir.default()
     if _pid_alive(cache):
         if configured_port(cache) == port and is_offline(cache) == offline:
@@ -270,10 +266,8 @@ def proxy_url(provider: str, node_subnet: str, port: int) -> str | None:
 
 
 def write_lab_vars(lab: LabDir, provider: str, node_subnet: str, cache: CacheDir | None = None) -> str | None:
-    """inventory/group_vars/all/cache.yml: ``kubelab_apt_proxy`` when the cache runs, else null.
-
-    Call it before the first phase of `kubelab up`; returns the proxy URL written.
-    """
+    """inventory/group_vars/all/cache.yml: ``kubelab_apt_proxy`` when the cache runs, else null; returns the
+    proxy URL written. Call it before the first phase of `kubelab up`."""
     cache = cache or CacheDir.default()
     port = configured_port(cache)
     url = proxy_url(provider, node_subnet, port) if _pid_alive(cache) and port else None

@@ -9,9 +9,15 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner import phases as phases_mod
 from provisioner import spec as spec_mod
+from provisioner.errors import KubelabError
+
+if TYPE_CHECKING:
+    from provisioner.lab import LabDir
+    from provisioner.plan import Plan
 
 EXIT_USAGE = 2
 
@@ -54,7 +60,7 @@ def load_spec(args: argparse.Namespace) -> spec_mod.LabSpec:
     return spec
 
 
-def _plan(args: argparse.Namespace):  # -> Plan
+def _plan(args: argparse.Namespace) -> Plan:
     from provisioner.plan import make_plan
 
     return make_plan(load_spec(args), arch=spec_mod.HostInfo.detect().arch)
@@ -75,7 +81,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write(plan, out: Path | None) -> None:
+def _write(plan: Plan, out: Path | None) -> None:
     from provisioner.lab import LabDir
     from provisioner.render import write_lab
 
@@ -90,7 +96,7 @@ def _lab_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lab", type=Path, metavar="DIR", help="lab folder (default: $KUBELAB_HOME/labs/NAME)")
 
 
-def _lab_dir(args: argparse.Namespace):  # -> LabDir
+def _lab_dir(args: argparse.Namespace) -> LabDir:
     from provisioner.lab import LabDir
 
     return LabDir(args.lab) if args.lab else LabDir.for_name(args.name)
@@ -99,35 +105,27 @@ def _lab_dir(args: argparse.Namespace):  # -> LabDir
 def cmd_verify(args: argparse.Namespace) -> int:
     from provisioner import verify
 
-    try:
-        return verify.run_verify(
-            _lab_dir(args),
-            only=verify.parse_groups(args.only),
-            workloads=args.workloads,
-            checks=verify.parse_checks(args.check),
-        )
-    except verify.VerifyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return verify.run_verify(
+        _lab_dir(args),
+        only=verify.parse_groups(args.only),
+        workloads=args.workloads,
+        checks=verify.parse_checks(args.check),
+    )
 
 
 def cmd_test_failover(args: argparse.Namespace) -> int:
     from provisioner import failover
 
-    try:
-        return failover.run_failover(_lab_dir(args))
-    except failover.FailoverError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return failover.run_failover(_lab_dir(args))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from provisioner import lifecycle, phases
+    from provisioner import lifecycle, phases, spec_layers
 
     phases.select(set(), args.start, args.until)  # --from after --until: refused before anything is written
     file_values = spec_mod.load_lab_file(args.file) if args.file else {}
     flag_values = {o.key: getattr(args, o.key, None) for o in spec_mod.OPTIONS if o.type is not dict}
-    lab, spec, warnings = lifecycle.spec_for_up(file_values, flag_values)
+    lab, spec, warnings = spec_layers.spec_for_up(file_values, flag_values)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return lifecycle.up(lab, spec, start=args.start, until=args.until)
@@ -136,10 +134,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from provisioner import lifecycle
+    from provisioner import status
 
-    data = lifecycle.status(_lab_dir(args))
-    print(json.dumps(data, indent=2) if args.json else lifecycle.format_status(data))
+    data = status.status(_lab_dir(args))
+    print(json.dumps(data, indent=2) if args.json else status.format_status(data))
     return 0
 
 
@@ -269,15 +267,15 @@ def cmd_artifacts_list(args: argparse.Namespace) -> int:
 
 
 def cmd_artifacts_fetch(args: argparse.Namespace) -> int:
-    from provisioner import artifacts
+    from provisioner.artifacts import fetch
 
-    manifest = artifacts.fetch(load_spec(args), args.out, _arch(args), args.image_tool)
+    manifest = fetch.fetch(load_spec(args), args.out, _arch(args), args.image_tool)
     print(f"artifacts folder {args.out} is complete: {manifest}")
     return 0
 
 
 def cmd_artifacts_build(args: argparse.Namespace) -> int:
-    from provisioner import artifacts_build
+    from provisioner.artifacts import build as artifacts_build
 
     spec = load_spec(args)
     request = artifacts_build.BuildRequest(
@@ -313,20 +311,16 @@ def cmd_artifacts_index(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from provisioner import cache
 
-    try:
-        if args.cache_command == "start":
-            cache.start(args.port, offline=args.offline)
-        elif args.cache_command == "stop" and not cache.stop():
-            print("apt cache: was not running")
-            return 0
-        print(cache.describe(cache.status()))
+    if args.cache_command == "start":
+        cache.start(args.port, offline=args.offline)
+    elif args.cache_command == "stop" and not cache.stop():
+        print("apt cache: was not running")
         return 0
-    except cache.CacheError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    print(cache.describe(cache.status()))
+    return 0
 
 
-def _artifacts_parser(sub) -> None:  # sub: argparse subparsers
+def _artifacts_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     artifacts = sub.add_parser("artifacts", help="offline labs: list, fetch, check or index an artifacts folder")
     commands = artifacts.add_subparsers(dest="artifacts_command", metavar="ACTION", required=True)
     actions = (
@@ -358,7 +352,7 @@ def _artifacts_parser(sub) -> None:  # sub: argparse subparsers
         action.set_defaults(func=func)
 
 
-def _etcd_parser(sub) -> None:  # sub: argparse subparsers
+def _etcd_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     etcd = sub.add_parser("etcd", help="etcd backups of the lab's control plane: snapshot, restore")
     commands = etcd.add_subparsers(dest="etcd_command", metavar="ACTION", required=True)
     snapshot = commands.add_parser("snapshot", help="save a snapshot (0600) and print its revision and hash")
@@ -372,7 +366,7 @@ def _etcd_parser(sub) -> None:  # sub: argparse subparsers
     restore.set_defaults(func=cmd_etcd_restore)
 
 
-def _node_parser(sub) -> None:  # sub: argparse subparsers
+def _node_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     node = sub.add_parser("node", help="grow or shrink a finished lab: add or remove masters and workers")
     commands = node.add_subparsers(dest="node_command", metavar="ACTION", required=True)
     add = commands.add_parser("add", help="new nodes with the next names and addresses, joined to the cluster")
@@ -390,7 +384,7 @@ def _node_parser(sub) -> None:  # sub: argparse subparsers
     remove.set_defaults(func=cmd_node_remove)
 
 
-def _upgrade_parser(sub) -> None:  # sub: argparse subparsers
+def _upgrade_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     upgrade = sub.add_parser(
         "upgrade", help="kubeadm upgrade of a finished lab to the next minor or a newer patch, node by node"
     )
@@ -409,7 +403,7 @@ def _upgrade_parser(sub) -> None:  # sub: argparse subparsers
     upgrade.set_defaults(func=cmd_upgrade)
 
 
-def _cache_parser(sub) -> None:  # sub: argparse subparsers
+def _cache_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cache = sub.add_parser("cache", help="the host's apt cache shared by all labs: start, stop, status")
     commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     start = commands.add_parser("start", help="start apt-cacher-ng; labs created while it runs use it")
@@ -517,19 +511,12 @@ def main(argv: list[str] | None = None) -> int:
         args.cmd = remote
     try:
         return args.func(args)
-    except spec_mod.SpecError as exc:
+    except KubelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        from provisioner.lifecycle import user_errors
-
-        if not isinstance(exc, user_errors()):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
 """Debian packages and their dependency closure, unpacked into an image's staging directory from the host's apt.
 
-``unpack(["iptables", "iproute2"], staging)`` resolves the packages' Depends and Pre-Depends recursively
-(no Recommends or Suggests) with the host's ``apt-cache``, downloads each .deb with ``apt-get download`` into
-a cache and extracts it with ``dpkg-deb -x``. Maintainer scripts never run: what they would make (such as
-update-alternatives links) is made with `alternatives`. Essential packages (libc6 is not one, dash and
-coreutils are) are never named as dependencies, so they are in the closure only when asked for.
+Depends and Pre-Depends are resolved recursively with ``apt-cache`` (no Recommends or Suggests), each .deb is
+fetched with ``apt-get download`` and extracted with ``dpkg-deb -x``. Maintainer scripts never run: `alternatives`
+makes their update-alternatives links. Essential packages (dash, coreutils; not libc6) are never named as
+dependencies, so they are there only when asked for.
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from provisioner.errors import KubelabError
 
 CACHE = Path.home() / ".cache" / "kubelab" / "debs"
 APT_LISTS = Path("/var/lib/apt/lists")
@@ -49,7 +50,7 @@ DEFAULT_EXCLUDE = frozenset(
 )
 
 
-class DebError(RuntimeError):
+class DebError(KubelabError):
     """apt cannot provide the packages; the message names the package and what apt said."""
 
 
@@ -115,10 +116,8 @@ def resolve(
     candidates: Mapping[str, str | None],
     exclude: Collection[str] = DEFAULT_EXCLUDE,
 ) -> list[tuple[str, str]]:
-    """(name, candidate version) of the packages and everything they depend on, sorted by name. A group
-    naming an excluded or already chosen package is satisfied; otherwise its first alternative with a
-    candidate is taken (a virtual one's first provider with a candidate). Version constraints are not
-    checked: the candidates of one consistent archive satisfy each other."""
+    """(name, candidate version) of the packages and everything they depend on, sorted by name. A dependency
+    group is met by an excluded or chosen package, else by its first alternative (or provider) with a candidate."""
     wanted, queue = set(packages), deque(packages)
     chosen: dict[str, str] = {}
     while queue:
@@ -127,6 +126,7 @@ def resolve(
         if version is None:
             raise DebError(f"apt has no installable version of {name} (is it in the host's apt sources?)")
         chosen[name] = version
+        # Version constraints are not checked: the candidates of one consistent archive satisfy each other.
         for group in depends.get(name, []):
             names = [n for alternative in group for n in (alternative.name, *alternative.providers)]
             if any(n in exclude or n in wanted for n in names):
@@ -184,9 +184,8 @@ def download(packages: Sequence[tuple[str, str]], cache: Path | None = None) -> 
 def unpack(
     packages: Sequence[str], dest: Path, cache: Path | None = None, exclude: Collection[str] = DEFAULT_EXCLUDE
 ) -> list[str]:
-    """Extract the packages and their closure into ``dest`` without documentation, manual pages,
-    translations or libc's extra character sets (PRUNED); returns ["name=version", ...] of what was
-    extracted."""
+    """Extract the packages and their closure into ``dest``, without docs, manual pages, translations or libc's
+    extra character sets (PRUNED); returns ["name=version", ...] of what was extracted."""
     resolved = closure(packages, exclude)
     dest.mkdir(parents=True, exist_ok=True)
     for deb in download(resolved, cache):

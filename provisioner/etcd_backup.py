@@ -1,10 +1,8 @@
 """`kubelab etcd snapshot` and `kubelab etcd restore`: etcd backups of a lab's stacked control plane.
 
-The snapshot is taken with etcdctl inside a master's etcd static pod and streamed to the host (0600). Restore
-follows kubeadm's procedure for stacked etcd: the control-plane static pods stop on every master, each
-member's data is restored from the snapshot as a new cluster with the lab's initial cluster (etcdutl from the
-etcd image the masters already hold), then the pods start again and the cluster must answer with every member
-healthy. The file is checked on the host before anything is touched.
+The snapshot is taken with etcdctl in a master's etcd pod and streamed to the host (0600). Restore checks the file
+on the host first, then follows kubeadm's procedure for stacked etcd: control-plane pods stopped on every master,
+each member restored from it as a new cluster (etcdutl from the etcd image), pods started, every member healthy.
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ import json
 import os
 import shlex
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,8 +22,9 @@ from typing import TextIO
 
 from provisioner.checks import kubectl_json
 from provisioner.checks.kube import ETCDCTL_TLS
+from provisioner.errors import LabError
 from provisioner.lab import LabDir
-from provisioner.lifecycle import LabError, load_lab, provider_for
+from provisioner.lifecycle import load_lab, provider_for
 from provisioner.plan import Node, Plan
 from provisioner.progress import PhaseProgress
 from provisioner.providers.base import Connection
@@ -51,9 +51,8 @@ START_TIMEOUT = 420
 
 
 def snapshot_problem(path: Path) -> str | None:
-    """Why `path` is not an etcd snapshot that verifies, or None. `etcdctl snapshot save` writes a bolt
-    database (pages of 512-byte multiples, the magic number in its first meta page) followed by the sha256
-    of that database; etcdutl checks the same before it restores."""
+    """Why `path` is not an etcd snapshot that verifies, or None: a bolt database (pages of 512-byte multiples,
+    its magic number in the first meta page) and then its sha256, checked as etcdutl does before it restores."""
     if not path.is_file():
         return f"{path} does not exist"
     size = path.stat().st_size
@@ -82,7 +81,7 @@ def etcdctl(master: str, kubectl: str = KUBECTL) -> str:
     return _etcd(master, "etcdctl", kubectl)
 
 
-def _check(done, what: str) -> str:
+def _check(done: subprocess.CompletedProcess[str], what: str) -> str:
     if done.returncode != 0:
         detail = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
         raise LabError(f"{what} failed: {detail}")
@@ -230,9 +229,8 @@ def _restore_member(image: str, name: str, ip: str, cluster: str, token: str) ->
 
 
 def _wait_healthy(connection: Connection, plan: Plan, since: str, report: Callable[[str], None]) -> list[str]:
-    """Within START_TIMEOUT: the API answers, every etcd member is healthy, and the control-plane pods of every
-    master run again (started after `since`: the restored data still holds their statuses from the snapshot),
-    like every other kube-system and CNI pod."""
+    """Within START_TIMEOUT: the API answers, every etcd member is healthy and every kube-system and CNI pod runs,
+    control-plane pods started after `since` (the restored data still holds their statuses from the snapshot)."""
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         problems = _control_plane_problems(connection, plan, since)

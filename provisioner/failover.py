@@ -1,9 +1,8 @@
 """`kubelab test failover`: take down the VIP holder and one master, prove the API and etcd survive, restore.
 
-Nodes are taken down by stopping services over SSH, which works the same on every provider: keepalived on the
-LB that holds the VIP (kube-vip: the master holding it is the one taken down), and on the master the kubelet
-plus every pod sandbox (etcd, kube-apiserver, ...) via crictl. Restoring starts them again; the kubelet brings
-its static pods back. Then the normal checks run again.
+Nodes go down by stopping services over SSH, the same on every provider: keepalived on the LB holding the VIP
+(kube-vip: that master is the one taken down), and on the master the kubelet and every pod sandbox (crictl).
+Restoring starts them again, the kubelet brings its static pods back, and the normal checks run again.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from typing import Any, TextIO
 
 from provisioner.checks import kube, kubectl_json, probes
 from provisioner.checks.labfacts import LabFacts, read_lab
+from provisioner.errors import KubelabError
 from provisioner.lab import LabDir
 
 MIN_MASTERS = 3
@@ -35,8 +35,10 @@ DROP_ADDRESS = (
 )
 
 
-class FailoverError(Exception):
+class FailoverError(KubelabError):
     """The lab cannot take a failover test (e.g. a single master); the message says why and what to do."""
+
+    exit_code = 2
 
 
 def quorum(members: int) -> int:

@@ -1,9 +1,8 @@
 """Building upstream programs from Go modules: the wrapper module and the version stamps.
 
-A module such as ``k8s.io/kubernetes`` or ``go.etcd.io/etcd/server/v3`` replaces its sibling modules with
-relative paths (``./staging/src/k8s.io/api``, ``../api``). Replaces only apply in the main module, so kubelab
-builds it from a generated wrapper module that requires it and replaces each sibling with its published
-version. These functions are pure: they take the component's ``go mod edit -json`` output and return text.
+Modules such as ``k8s.io/kubernetes`` replace their siblings with relative paths, and replaces apply only in the
+main module; so kubelab builds from a generated wrapper module that requires the component and replaces each
+sibling with its published version. The functions are pure: ``go mod edit -json`` output in, text out.
 """
 
 from __future__ import annotations
@@ -48,9 +47,8 @@ def sibling_replaces(requirement: Requirement) -> dict[str, str]:
 
 
 def wrapper_gomod(requirements: Iterable[Requirement], go_version: str, pinned: Mapping[str, str] | None = None) -> str:
-    """go.mod of the wrapper module: require every component, replace every sibling with its published
-    version, and each ``pinned`` module with the version given. Two components that name the same sibling
-    at different versions are an error."""
+    """go.mod of the wrapper module: require every component, replace each sibling with its published version
+    and each ``pinned`` module with the version given; a sibling named at two versions is an error."""
     requirements = list(requirements)
     replaces: dict[str, str] = dict(pinned or {})
     for requirement in requirements:
@@ -66,11 +64,8 @@ def wrapper_gomod(requirements: Iterable[Requirement], go_version: str, pinned: 
 
 
 def kubernetes_ldflags(version: str, commit: str, build_date: str) -> list[str]:
-    """The -X stamps of Kubernetes' own build (hack/lib/version.sh) for both version packages.
-
-    A build from a module archive has no git tree: its tree state is ``archive``, as the official script says
-    for source archives. ``commit`` is the tag's commit when the module proxy reports it.
-    """
+    """The -X stamps of hack/lib/version.sh for both version packages, tree state ``archive`` (a module archive
+    has no git tree, as for source archives); ``commit`` is the tag's commit when the module proxy reports it."""
     bare = version.lstrip("v")
     major, minor, _ = bare.split(".")
     values = {

@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from provisioner.errors import KubelabError
 from provisioner.lab import LabDir
 from provisioner.state import kubeconfig_file
 
 
-class KubeconfigError(Exception):
+class KubeconfigError(KubelabError):
     """No kubeconfig yet, or one that cannot be merged; the message says what to do."""
 
 

@@ -1,12 +1,8 @@
 """What kubeadm, the Kubernetes components and the CNIs would refuse later, refused at plan time.
 
-``spec.validate`` has already checked that the three networks parse, are IPv4, have no host bits set
-and do not overlap each other, that the VIP is an address inside the node subnet, and that the API port
-is a TCP port. The rules here go further, each from the component's own code or docs, so a lab that
-passes ``kubelab plan`` is not turned down minutes later, after the machines were created.
-
-Every rule is a pure function: ``None`` when the value is within the limit, otherwise one message that
-says what is wrong and what to use instead. ``check`` runs them in order and raises the first message.
+``spec.validate`` has already checked that the networks parse, are IPv4, have no host bits set and do not overlap,
+that the VIP is in the node subnet and the API port a TCP port. Each rule here, from the component's code or docs,
+is a pure function: None, or a message saying what is wrong and what to use; ``check`` raises the first.
 """
 
 from __future__ import annotations

@@ -11,20 +11,16 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from typing import TextIO
 
 from provisioner import phases as phases_mod
 from provisioner import spec as spec_mod
+from provisioner.errors import LabError
+from provisioner.inventory import write_provider_inventory
 from provisioner.lab import LabDir
-from provisioner.lifecycle import (
-    LabError,
-    load_lab,
-    provider_for,
-    refresh_connections,
-    refuse_during_upgrade,
-    run_phase,
-)
+from provisioner.lifecycle import load_lab, provider_for, refuse_during_upgrade, run_phase
 from provisioner.plan import Node, Plan, make_plan
 from provisioner.progress import PhaseProgress
 from provisioner.providers.base import Connection, Provider
@@ -83,8 +79,8 @@ def _resized(plan: Plan, what: str, **changes: object) -> Plan:
 def add(lab: LabDir, masters: int = 0, workers: int = 0, out: TextIO | None = None) -> bool:
     """Create `masters` + `workers` new nodes and run the phases for them; False when a phase failed (then
     `kubelab up` finishes the job on every node)."""
-    from provisioner.lifecycle import check_vm_memory
     from provisioner.render import write_lab
+    from provisioner.spec_layers import check_vm_memory
 
     out = out or sys.stdout
     if masters < 0 or workers < 0 or masters + workers == 0:
@@ -105,7 +101,7 @@ def add(lab: LabDir, masters: int = 0, workers: int = 0, out: TextIO | None = No
     with LabLock(lab, "node add"):
         provider = provider_for(grown, lab)
         provider.check()
-        refresh_connections(lab, plan, provider_for(plan, lab))  # every existing node must run
+        write_provider_inventory(lab, plan, provider_for(plan, lab))  # every existing node must run
         state = load_state(lab)
         # Recorded first: if this is cut short, `kubelab up` runs the rest on every node (each phase idempotent).
         write_lab(grown, lab)
@@ -180,7 +176,7 @@ def removal_problem(plan: Plan, names: list[str]) -> str | None:
 def remove(lab: LabDir, names: list[str], drain_timeout: int = DRAIN_TIMEOUT, out: TextIO | None = None) -> bool:
     """Drain, reset and delete each node (newest first), remove its machine, then shrink the spec and the load
     balancer's backends. Safe to run again after an interruption: finished steps are skipped."""
-    from provisioner.render import write_connections, write_lab
+    from provisioner.render import write_lab
 
     out = out or sys.stdout
     plan = finished_lab(lab, "remove nodes")
@@ -217,7 +213,7 @@ def remove(lab: LabDir, names: list[str], drain_timeout: int = DRAIN_TIMEOUT, ou
         wait_system_pods(plan, first, None, SETTLE_SECONDS)
         write_lab(shrunk, lab)
         shrunk_provider = provider_for(shrunk, lab)
-        write_connections(lab, shrunk_provider.connections())
+        write_provider_inventory(lab, shrunk, shrunk_provider)
         print(f"lab '{plan.spec.name}': {', '.join(node.name for node in gone)} removed", file=out)
         state = load_state(lab)
         lb_phase = phases_mod.BY_NAME["loadbalancer"]
@@ -254,7 +250,15 @@ def _check_quorum(plan: Plan, first: Connection, leaving: list[str]) -> None:
         )
 
 
-def _remove_one(plan: Plan, provider: Provider, node: Node, first: Connection, own, drain_timeout: int, report) -> None:
+def _remove_one(
+    plan: Plan,
+    provider: Provider,
+    node: Node,
+    first: Connection,
+    own: Connection | None,
+    drain_timeout: int,
+    report: Callable[[str], None],
+) -> None:
     report("draining")
     drain(first, first_master_kubectl(plan), node.name, drain_timeout)
     if node.role == "master":
@@ -325,17 +329,16 @@ def drain_error(name: str, output: str, timeout: int) -> str:
 
 
 def _remove_etcd_member(plan: Plan, first: Connection, node: Node) -> None:
-    """Remove the node's etcd member through master-1 while the node still runs, with master-1's member as
-    leader: the member that stays then commits and applies the change itself. etcd calls removing a member
-    from two unsafe otherwise: a leaving leader can stop before the other member learns of the commit, and
-    the cluster loses its quorum. Done before `kubeadm reset`, whose own removal failing would leave a
-    stopped member behind. Returns once master-1's etcd answers without the node's member."""
+    """Remove the node's etcd member through master-1 while the node runs, before `kubeadm reset` (whose own
+    removal failing would leave a stopped member behind); returns once master-1's etcd answers without it."""
     from provisioner.etcd_backup import etcdctl
 
     etcd = etcdctl(plan.init_master.name, first_master_kubectl(plan))
     member = _etcd_member_id(first, etcd, node.name)
     if member is None:
         return
+    # With the staying member as leader, it commits and applies the removal itself. Removing one of two members
+    # is unsafe otherwise: a leaving leader can stop before the other learns of the commit, and quorum is lost.
     _lead_from(plan.init_master, first, etcd)
     removed = run_on(first, f"{etcd} member remove {member}", timeout=60)
     if removed.returncode != 0:

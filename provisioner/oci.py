@@ -1,13 +1,8 @@
 """OCI image archives built from local files, with no registry and no container engine.
 
-A `Layer` is a reproducible gzip tar (entries sorted, mtime 0, owner 0:0) written once to a temporary
-file ($TMPDIR) and removed when the Layer is garbage-collected or the program exits. `build_image` writes
-an OCI image-layout tar of layers and a config, for ``ctr -n k8s.io images import``; the same inputs give
-the same bytes, so digests are stable::
-
-    layer = layer_from_dir(staging, file_caps={"coredns": 1 << CAP_NET_BIND_SERVICE})
-    build_image(Path("coredns.tar"), "registry.k8s.io/coredns/coredns:v1.14.1", [layer],
-                ImageConfig(entrypoint=("/coredns",), user="65532:65532"))
+A `Layer` is a reproducible gzip tar (entries sorted, mtime 0, owner 0:0) in a temporary file ($TMPDIR), removed
+when it is garbage-collected or the program exits. `build_image` writes an OCI image-layout tar of layers and a
+config for ``ctr -n k8s.io images import``; the same inputs give the same bytes, so digests are stable.
 """
 
 from __future__ import annotations
@@ -143,9 +138,8 @@ def _write_layer(entries: Iterable[_Entry], file_caps: Mapping[str, int] | None 
 
 
 def layer_from_dir(root: Path, file_caps: Mapping[str, int] | None = None) -> Layer:
-    """A layer of everything under ``root`` (not root itself): directories, regular files (hard links
-    become copies) and symlinks, with their modes (setuid bits too). ``file_caps`` maps paths in the layer
-    to capability bitmasks, e.g. ``{"coredns": 1 << CAP_NET_BIND_SERVICE}``."""
+    """A layer of the directories, regular files (hard links become copies) and symlinks under ``root``, with their
+    modes; ``file_caps`` maps layer paths to capability bitmasks, e.g. ``{"coredns": 1 << CAP_NET_BIND_SERVICE}``."""
     entries: list[_Entry] = []
     for dirpath, dirnames, filenames in os.walk(root):
         for child in (*dirnames, *filenames):
@@ -168,10 +162,8 @@ def layer_from_files(
     modes: Mapping[str, int] | None = None,
     symlinks: Mapping[str, str] | None = None,
 ) -> Layer:
-    """A small layer: ``files`` maps layer paths to contents (bytes, or a host file to copy), ``symlinks``
-    layer paths to link targets. Parent directories are added (0755). A file's mode is its source file's,
-    or 0755 for bytes that start like a script or an ELF binary, else 0644; ``modes`` overrides it and may
-    also name directories, which are then added (e.g. ``{"tmp": 0o1777}``)."""
+    """A small layer of ``files`` (path -> bytes, or a host file) and ``symlinks`` (path -> target), parents 0755.
+    Modes: ``modes`` (which may add directories), else the host file's, else 0755 for a script or ELF, else 0644."""
     modes = {_clean(name): mode for name, mode in (modes or {}).items()}
     entries: dict[str, _Entry] = {}
     for raw_name, data in files.items():

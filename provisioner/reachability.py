@@ -1,15 +1,9 @@
 """Before `kubelab up` creates anything: can this host reach every place the lab will download from?
 
-`sources` is a pure function of the plan, the phases that will run and a few facts about the host (what the
-artifacts folder, the apt cache, the local base image and the installed Vagrant boxes already provide). It
-lists each (host, port) a phase downloads from, with what it serves and the flag or command that makes the
-lab not need it. `unreachable` resolves and connects to all of them at once, each within a few seconds, with
-an injectable resolver and connector (tests need no network). `check` puts both together for `up`: one
-error that lists every unreachable source, raised before any machine exists.
-
-The check is made from the host: local and Vagrant nodes reach the internet through it (NAT), and the apt
-cache fetches for them from it. The hosts provider's machines may have other routes: the error says so and
-`--skip-network-check` goes on anyway.
+`sources` (pure: the plan, the phases to run, what the host already provides) lists the (host, port) each phase
+downloads from and the flag or command that makes it unneeded; `unreachable` probes them all at once; `check`
+raises one error naming every unreachable source. Local and Vagrant nodes reach the internet through this host;
+the hosts provider's machines may have other routes: the error says so, and `--skip-network-check` goes on.
 """
 
 from __future__ import annotations
@@ -219,12 +213,7 @@ def system_connector(family: int, address: Any, timeout: float) -> None:
 
 
 def _resolve(resolve: Resolver, host: str, port: int, timeout: float) -> list[tuple[int, Any]] | str:
-    """The addresses of `host`, or why there are none, within `timeout` seconds.
-
-    getaddrinfo cannot be given a timeout, so it runs in daemon threads that are abandoned when too slow; a
-    second query starts after a third of the time, so one lost DNS packet (the C library retries only after
-    5 s) does not make a reachable host look unreachable.
-    """
+    """The addresses of `host`, or why there are none, within `timeout` seconds."""
     answers: list[list[tuple[int, Any]] | str] = []
     answered = threading.Event()
 
@@ -238,6 +227,8 @@ def _resolve(resolve: Resolver, host: str, port: int, timeout: float) -> list[tu
         answers.append(result)
         answered.set()
 
+    # getaddrinfo takes no timeout: a slow attempt is a daemon thread left behind. A second one after a third of
+    # the time keeps one lost DNS packet (the C library retries after 5 s) from making a host look unreachable.
     started = time.monotonic()
     threading.Thread(target=attempt, daemon=True).start()
     if not answered.wait(timeout / 3):
@@ -280,11 +271,8 @@ def unreachable(
     connect: Connector | None = None,
     timeout: float = TIMEOUT,
 ) -> dict[tuple[str, int], str]:
-    """(host, port) -> why it cannot be reached, for each target that cannot; all probed at once.
-
-    Each target gets `timeout` seconds to resolve and `timeout` more to accept a TCP connection, so the whole
-    check takes at most about twice `timeout`.
-    """
+    """(host, port) -> why it cannot be reached, for each target that cannot; all probed at once, each with
+    `timeout` seconds to resolve and `timeout` more to connect, so at most about twice `timeout` in all."""
     resolve = resolve or system_resolver
     connect = connect or system_connector
     wanted = list(dict.fromkeys(targets))

@@ -17,9 +17,8 @@ def run_on(
     stdin: IO[bytes] | None = None,
     stdout: IO[bytes] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`command` through the node's shell, as root (sudo when the login is not root). `stdin` and `stdout`
-    (binary files) stream data to and from it; without `stdout` the output is captured as text. A command
-    still running after `timeout` seconds is stopped and reported as exit code 124 (as timeout(1) does)."""
+    """`command` through the node's shell as root (sudo when the login is not root); `stdin` and `stdout` stream
+    binary data, else output is text. Stopped after `timeout` seconds, reported as exit code 124 (as timeout(1))."""
     prefix = "" if connection.user == "root" else "sudo -n "
     argv = connection.ssh_argv([prefix + command])
     argv[1:1] = ["-oBatchMode=yes", "-oConnectTimeout=15"]

@@ -5,13 +5,16 @@ from __future__ import annotations
 import ipaddress
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner import boxes, versions
 from provisioner.lab import REPO_ROOT, LabDir
 from provisioner.plan import Plan
 from provisioner.providers.base import Connection
-from provisioner.spec import LIBVIRT_KEYS
+from provisioner.spec import ARCH_NAMES, LIBVIRT_KEYS
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATES_DIR = REPO_ROOT / "templates"
 
@@ -21,8 +24,8 @@ def _ruby_literal(value: Any) -> str:
     return json.dumps(value).replace("#", "\\#")
 
 
-def _environment():  # -> jinja2.Environment (imported lazily: render is not on every command's path)
-    import jinja2
+def _environment() -> jinja2.Environment:
+    import jinja2  # here, not at the top: render is not on every command's path
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
@@ -47,6 +50,7 @@ def render_files(plan: Plan) -> dict[str, str]:
         "netmask": str(ipaddress.IPv4Network(spec.node_subnet).netmask),
         "libvirt_keys": tuple(LIBVIRT_KEYS),
         "kube_vip_version": versions.KUBE_VIP_VERSION,
+        "arch_map": ARCH_NAMES,
         "artifacts_dir": str(Path(spec.artifacts).expanduser().resolve()) if spec.artifacts else None,
         "groups": (("lb", plan.lbs), ("masters", plan.masters), ("workers", plan.workers)),
     }
@@ -83,11 +87,20 @@ def _write_if_changed(path: Path, content: str, mode: int = 0o644) -> bool:
 def write_connections(lab: LabDir, connections: dict[str, Connection]) -> None:
     """inventory/connection.yml: how Ansible reaches each node, as reported by the provider."""
     hosts = {name: connections[name].ansible_vars() for name in sorted(connections)}
-    header = "# How Ansible reaches each node; written by the provider at `up`, do not edit.\n"
+    header = "# How Ansible reaches each node; written by kubelab from the provider, do not edit.\n"
     _write_if_changed(lab.connection_inventory, header + json.dumps({"all": {"hosts": hosts}}, indent=2) + "\n")
 
 
 def write_provider_vars(lab: LabDir, variables: dict[str, Any]) -> None:
-    """inventory/group_vars/all/provider.yml: settings a provider needs the playbooks to apply."""
-    header = "# Settings the provider needs on its nodes; written by the provider, do not edit.\n"
+    """inventory/group_vars/all/provider.yml: settings a provider needs the playbooks to apply (no file if none)."""
+    if not variables:
+        lab.provider_vars.unlink(missing_ok=True)
+        return
+    header = "# Settings the provider needs on its nodes; written by kubelab from the provider, do not edit.\n"
     _write_if_changed(lab.provider_vars, header + json.dumps(variables, indent=2, sort_keys=True) + "\n")
+
+
+def write_node_vars(lab: LabDir, variables: dict[str, dict[str, Any]]) -> None:
+    """inventory/host_vars/NODE.yml: per-node settings of the provider, which outrank hosts.yml."""
+    for node, values in sorted(variables.items()):
+        _write_if_changed(lab.inventory_dir / "host_vars" / f"{node}.yml", json.dumps(values) + "\n")

@@ -6,6 +6,7 @@ import sys
 from typing import TextIO
 
 from provisioner import phases as phases_mod
+from provisioner.errors import LabError
 from provisioner.lab import LabDir
 from provisioner.plan import Plan
 from provisioner.progress import PhaseProgress
@@ -19,7 +20,8 @@ FIRST_UNDONE = "control-plane"
 def reset(lab: LabDir, out: TextIO | None = None) -> bool:
     """Run playbooks/reset.yml on the masters and workers and forget the phases it undid. False (with the
     failure shown) when the playbook failed; the phases stay recorded then, and a re-run finishes the job."""
-    from provisioner.lifecycle import LabError, load_lab, provider_for, refresh_connections
+    from provisioner.inventory import write_provider_inventory
+    from provisioner.lifecycle import load_lab, provider_for
 
     out = out or sys.stdout
     plan = load_lab(lab)
@@ -29,7 +31,7 @@ def reset(lab: LabDir, out: TextIO | None = None) -> bool:
     with LabLock(lab, "reset"):
         provider = provider_for(plan, lab)
         provider.check()
-        refresh_connections(lab, plan, provider)
+        write_provider_inventory(lab, plan, provider)
         if not run_reset_playbook(lab, plan, provider, out, again=f"kubelab reset --name {plan.spec.name}"):
             return False
         state.forget(phases_mod.later_phases(FIRST_UNDONE))

@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import boxes, versions
+from provisioner.errors import KubelabError
 
 
-class SpecError(Exception):
+class SpecError(KubelabError):
     """A lab that must not be created; the message says what to change."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -159,8 +162,13 @@ class HostInfo:
         return cls(memory_mb=_host_memory_mb(), arch=_normalise_arch(platform.machine()), routes=_host_routes())
 
 
+# Kernel machine names (uname -m, Ansible's architecture fact) -> the names release files and images use.
+# The playbooks get this map as kubelab_arch_map in the lab's group_vars.
+ARCH_NAMES: dict[str, str] = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
 def _normalise_arch(machine: str) -> str:
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine.lower(), machine.lower())
+    return ARCH_NAMES.get(machine.lower(), machine.lower())
 
 
 def _host_memory_mb() -> int | None:

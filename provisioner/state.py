@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from provisioner.errors import KubelabError
 from provisioner.lab import LabDir
 
 STATE_VERSION = 1
 
 
-class LabLockedError(Exception):
+class LabLockedError(KubelabError):
     """Another kubelab command is working on the same lab."""
 
 

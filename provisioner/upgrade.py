@@ -1,10 +1,9 @@
 """`kubelab upgrade`: kubeadm's upgrade of a finished lab, one minor (or patches) at a time, one node at a time.
 
-The order is kubeadm's documented procedure: on master-1 the target kubeadm and `kubeadm upgrade apply`, then
-the other masters with `kubeadm upgrade node`, then the workers. On each node: the target kubeadm, `kubeadm
-upgrade`, drain, the target kubelet and kubectl, the kubelet restarted, uncordon, Ready on the target. A node
-whose kubelet reports the target already is skipped, so a run that was cut short goes on with the next node
-and never drains a finished one again.
+kubeadm's documented order: master-1 (`kubeadm upgrade apply`), the other masters (`kubeadm upgrade node`), the
+workers. On each node: the target kubeadm, its upgrade, drain, the target kubelet and kubectl, the kubelet
+restarted, uncordon, Ready on the target. A node whose kubelet reports the target is skipped, so a cut-short run
+goes on with the next node and never drains a finished one again.
 """
 
 from __future__ import annotations
@@ -20,8 +19,10 @@ from typing import TextIO
 
 from provisioner import phases as phases_mod
 from provisioner import versions
+from provisioner.errors import LabError
+from provisioner.inventory import write_provider_inventory
 from provisioner.lab import LabDir
-from provisioner.lifecycle import LabError, provider_for, refresh_connections, run_phase
+from provisioner.lifecycle import provider_for, run_phase
 from provisioner.node_ops import DRAIN_TIMEOUT, drain, finished_lab, first_master_kubectl, wait_system_pods
 from provisioner.plan import Node, Plan, make_plan
 from provisioner.progress import PhaseProgress
@@ -158,7 +159,7 @@ def upgrade(
     with LabLock(lab, "upgrade"):
         provider = provider_for(plan, lab)
         provider.check()
-        refresh_connections(lab, plan, provider)
+        write_provider_inventory(lab, plan, provider)
         connections = provider.connections()
         first = connections[plan.init_master.name]
         current = cluster_versions(plan, first)
@@ -219,7 +220,14 @@ class _Steps:
 
     def __init__(self, lab: LabDir, target: str, folder: Path | None, out: TextIO) -> None:
         self.lab, self.out = lab, out
-        self.variables = json.dumps({"kubelab_kubernetes_version": target, "kubelab_artifacts_dir": str(folder or "")})
+        self.variables = json.dumps(
+            {
+                "kubelab_kubernetes_version": target,
+                "kubelab_artifacts_dir": str(folder or ""),
+                # the lab's group_vars say offline only once write_lab() has run, after the stage step
+                "kubelab_offline": folder is not None,
+            }
+        )
 
     def run(self, step: str, nodes: list[str], bar: PhaseProgress | None = None, **variables: str) -> None:
         from provisioner.ansible import run_playbook

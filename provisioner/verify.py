@@ -20,6 +20,7 @@ from typing import TextIO
 
 from provisioner import artifacts
 from provisioner.checks.manifests import AGNHOST_ENV
+from provisioner.errors import KubelabError
 from provisioner.lab import REPO_ROOT, LabDir
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
@@ -40,8 +41,10 @@ Include /etc/ssh/ssh_config
 """
 
 
-class VerifyError(Exception):
+class VerifyError(KubelabError):
     """verify cannot run (no lab, unknown group, pytest could not start); the message says what to do."""
+
+    exit_code = 2
 
 
 def parse_groups(text: str | None) -> set[str] | None:
@@ -203,11 +206,8 @@ def run_verify(
     out: TextIO | None = None,
     checks: set[str] | None = None,
 ) -> int:
-    """Run the selected check groups against the lab; print the table; 0 when nothing failed.
-
-    `phases` overrides the finished phases read from the lab's state (None: read them, or treat all as done);
-    `checks` runs only the checks of those names.
-    """
+    """Run the selected check groups against the lab, print the table; 0 when nothing failed. `phases` overrides
+    the lab state's finished phases (None: read them, or treat all as done); `checks` runs only the checks named."""
     out = out or sys.stdout
     if not lab.hosts_inventory.is_file():
         raise VerifyError(f"{lab.root} has no inventory: create the lab first (`kubelab up`)")

@@ -1,7 +1,7 @@
 """Every version kubelab knows about, in one place.
 
 Patch releases move monthly: a minor (``1.36``) is resolved to its newest patch by the package
-manager on the nodes; a patch (``1.36.4``) is pinned exactly. Sources: ../shared/REFERENCE.md.
+manager on the nodes; a patch (``1.36.4``) is pinned exactly.
 """
 
 from __future__ import annotations

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 from ansible.plugins.callback import CallbackBase
+
+if TYPE_CHECKING:
+    from ansible.executor.stats import AggregateStats
+    from ansible.executor.task_result import TaskResult
+    from ansible.playbook.play import Play
+    from ansible.playbook.task import Task
 
 DOCUMENTATION = """
 name: kubelab_events
@@ -57,16 +64,16 @@ class CallbackModule(CallbackBase):
             self._out.write(json.dumps(event, default=str) + "\n")
             self._out.flush()
 
-    def v2_playbook_on_play_start(self, play) -> None:
+    def v2_playbook_on_play_start(self, play: Play) -> None:
         self._emit(event="play", name=play.get_name())
 
-    def v2_playbook_on_task_start(self, task, is_conditional) -> None:
+    def v2_playbook_on_task_start(self, task: Task, is_conditional: bool) -> None:
         self._emit(event="task", name=task.get_name())
 
-    def v2_playbook_on_handler_task_start(self, task) -> None:
+    def v2_playbook_on_handler_task_start(self, task: Task) -> None:
         self._emit(event="task", name=task.get_name())
 
-    def v2_runner_on_failed(self, result, ignore_errors=False) -> None:
+    def v2_runner_on_failed(self, result: TaskResult, ignore_errors: bool = False) -> None:
         self._emit(
             event="failed",
             host=result._host.get_name(),
@@ -75,7 +82,7 @@ class CallbackModule(CallbackBase):
             ignored=bool(ignore_errors),
         )
 
-    def v2_runner_on_unreachable(self, result) -> None:
+    def v2_runner_on_unreachable(self, result: TaskResult) -> None:
         self._emit(
             event="unreachable",
             host=result._host.get_name(),
@@ -84,7 +91,7 @@ class CallbackModule(CallbackBase):
             ignored=False,
         )
 
-    def v2_playbook_on_stats(self, stats) -> None:
+    def v2_playbook_on_stats(self, stats: AggregateStats) -> None:
         hosts = {host: stats.summarize(host) for host in sorted(stats.processed)}
         self._emit(event="stats", hosts=hosts)
         if self._out:

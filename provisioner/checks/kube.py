@@ -112,9 +112,7 @@ ETCDCTL_TLS = (
 
 def etcdctl(kubectl: Kubectl, master: str, *args: str) -> Result:
     """`etcdctl ARGS` inside the etcd static pod of a master (kubeadm names it etcd-<node>); never raises on exit.
-
-    etcdctl exits non-zero when an endpoint is unhealthy but still prints its JSON, which the caller parses.
-    """
+    etcdctl exits non-zero when an endpoint is unhealthy but still prints its JSON, which the caller parses."""
     argv = ("-n", "kube-system", "exec", f"etcd-{master}", "--", "etcdctl", *ETCDCTL_TLS, *args)
     result = kubectl.run(*argv, check=False)
     for _ in range(ETCDCTL_ATTEMPTS - 1):

@@ -42,9 +42,7 @@ class CgroupSetting:
 
 def containerd_systemd_cgroup(config_dump: str) -> CgroupSetting:
     """Read SystemdCgroup of the default runtime from `containerd config dump` (1.x and 2.x layouts).
-
-    Raises ValueError when the CRI plugin is disabled or no CRI runtime table is present.
-    """
+    Raises ValueError when the CRI plugin is disabled or no CRI runtime table is present."""
     config = tomllib.loads(config_dump)
     disabled = set(config.get("disabled_plugins") or [])
     if disabled & set(CRI_PLUGIN_IDS):

@@ -5,12 +5,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from provisioner.errors import KubelabError
 from provisioner.lab import LabDir
 from provisioner.plan import Plan
 
 
-class ProviderError(Exception):
+class ProviderError(KubelabError):
     """A provider cannot do what was asked; the message says what to install or change."""
 
 
@@ -85,6 +87,18 @@ class Provider(ABC):
     @abstractmethod
     def destroy(self) -> bool:
         """Remove every node and everything it left on the host. Returns False if nothing was there."""
+
+    def api_host(self) -> str:
+        """Where clients reach the API: the plan's VIP or single master, unless the machines say otherwise."""
+        return self.plan.api_host
+
+    def ansible_vars(self) -> dict[str, Any]:
+        """Lab-wide Ansible variables the playbooks need on this provider's machines (none by default)."""
+        return {}
+
+    def node_vars(self) -> dict[str, dict[str, Any]]:
+        """Per-node Ansible variables that outrank the lab's IP plan (none by default)."""
+        return {}
 
     def resume(self, progress: Progress) -> None:
         """Start stopped nodes again; by default the same as `up`."""

@@ -1,30 +1,15 @@
 """Machines the user already has (`--provider hosts -i inventory.yml`): no VMs, the same phases over SSH.
 
-The inventory is YAML in Ansible's shape, with the groups `lb` (optional), `masters` and `workers`:
-
-    all:
-      vars:                                  # optional: defaults for every host
-        ansible_user: debian                 # a user with passwordless sudo (or root)
-        ansible_ssh_private_key_file: ~/.ssh/id_ed25519
-      children:
-        masters:
-          hosts:
-            cp1: {ansible_host: 203.0.113.21, kubelab_ip: 10.0.0.21}
-        workers:
-          hosts:
-            w1: {ansible_host: 203.0.113.31, kubelab_ip: 10.0.0.31}
-
-`ansible_host` is where SSH connects (default: the host's name), `ansible_port` defaults to 22,
-`ansible_ssh_common_args`/`ansible_ssh_extra_args` are passed to ssh (e.g. `-o UserKnownHostsFile=...`),
-`kubelab_ip` is the host's address on the node network that Kubernetes uses (default: ansible_host);
-it must lie inside --node-subnet, and --vip must be a free address there. Hosts map onto the lab's
-nodes in order: the first master is master-1 (it runs `kubeadm init`), and so on.
+The inventory is Ansible's YAML with the groups `lb` (optional), `masters` and `workers`. A host (or all.vars) sets
+`ansible_user` (root or passwordless sudo) and `ansible_ssh_private_key_file`, and may set `ansible_host` (default:
+its name), `ansible_port` (22), `ansible_ssh_common_args`/`ansible_ssh_extra_args`, and `kubelab_ip`, its address
+in --node-subnet (default: ansible_host), where --vip must be free. Hosts become nodes in order: the first master
+is master-1 (`kubeadm init`).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import shlex
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner import render
 from provisioner.providers.base import Connection, NodeStatus, Progress, Provider, ProviderError
 
 GROUPS = {"lb": "lb", "masters": "master", "workers": "worker"}
@@ -121,7 +105,9 @@ def map_hosts(path: Path, node_subnet: str, vip: str | None, lb_nodes: int) -> l
     return hosts
 
 
-def _host(path: Path, name: str, node: str, variables: dict[str, Any], network, vip: str | None) -> Host:
+def _host(
+    path: Path, name: str, node: str, variables: dict[str, Any], network: ipaddress.IPv4Network, vip: str | None
+) -> Host:
     address = str(variables.get("ansible_host") or name)
     user = variables.get("ansible_user")
     key = variables.get("ansible_ssh_private_key_file") or variables.get("ansible_private_key_file")
@@ -205,24 +191,25 @@ class HostsProvider(Provider):
             )
 
     def up(self, progress: Progress) -> None:
-        """Nothing to create: record each host's node-network address and the API endpoint for the playbooks."""
-        hosts = self.hosts()
-        host_vars = self.lab.inventory_dir / "host_vars"
-        host_vars.mkdir(parents=True, exist_ok=True)
-        for host in hosts:
-            # host_vars/ outrank hosts.yml, whose kubelab_ip follows the lab's IP plan, not the user's machines.
-            (host_vars / f"{host.node}.yml").write_text(json.dumps({"kubelab_ip": host.ip}) + "\n")
+        """Nothing to create: say which of the user's machines each node is."""
+        for host in self.hosts():
             progress(host.node, f"is {host.inventory_name} ({host.ip})")
-        if self.plan.spec.lb == "none":
-            init = next(host for host in hosts if host.node == self.plan.init_master.name)
-            endpoint = f"{init.ip}:{self.plan.spec.api_port}"
-            render.write_provider_vars(self.lab, {"kubelab_control_plane_endpoint": endpoint})
 
     def api_host(self) -> str:
         """Where clients reach the API on these machines."""
         if self.plan.spec.lb != "none":
             return self.plan.spec.vip
         return next(host.ip for host in self.hosts() if host.node == self.plan.init_master.name)
+
+    def ansible_vars(self) -> dict[str, object]:
+        """Without a load balancer the API endpoint is the first master's address on the user's network."""
+        if self.plan.spec.lb != "none":
+            return {}
+        return {"kubelab_control_plane_endpoint": f"{self.api_host()}:{self.plan.spec.api_port}"}
+
+    def node_vars(self) -> dict[str, dict[str, object]]:
+        """Each host's node-network address, which outranks the lab's IP plan in hosts.yml."""
+        return {host.node: {"kubelab_ip": host.ip} for host in self.hosts()}
 
     def status(self) -> list[NodeStatus]:
         hosts = self.hosts()

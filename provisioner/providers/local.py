@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from provisioner import boxes, render
+from provisioner import boxes
 from provisioner.lab import LabDir
 from provisioner.plan import Node, Plan
 from provisioner.providers import local_host, local_image, local_network, local_node, local_remnants
@@ -35,7 +35,7 @@ TOOLS = {
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
 }
-# Inventory variables the playbooks apply on namespace nodes (see ../shared/TESTBED.md).
+# Inventory variables the playbooks apply on namespace nodes, which share this host's kernel and cgroups.
 PROVIDER_VARS: dict[str, object] = {
     # The nodes lack CAP_SYS_RESOURCE: without this every pod sandbox fails in runc.
     "containerd_restrict_oom_score_adj": True,
@@ -130,10 +130,11 @@ class LocalProvider(Provider):
                 list(pool.map(lambda n: self._start_node(state, n, base, progress), self.plan.nodes))
                 list(pool.map(lambda n: self._wait_ready(state, n, started, progress), self.plan.nodes))
             self.last_ready_seconds = time.monotonic() - started
-            render.write_connections(self.lab, self.connections())
-            shared = {"artifacts_shared_dir": local_node.SHARED_ARTIFACTS} if self._artifacts() else {}
-            render.write_provider_vars(self.lab, {**PROVIDER_VARS, **shared})
             progress(self.lab_name, f"all {len(self.plan.nodes)} nodes ready in {self.last_ready_seconds:.1f} s")
+
+    def ansible_vars(self) -> dict[str, object]:
+        shared = {"artifacts_shared_dir": local_node.SHARED_ARTIFACTS} if self._artifacts() else {}
+        return {**PROVIDER_VARS, **shared}
 
     def status(self) -> list[NodeStatus]:
         result = []
@@ -226,10 +227,8 @@ class LocalProvider(Provider):
         return owner if owner is not None and owner != str(self.state_dir) else None
 
     def _claim_names(self, state: LocalState, progress: Progress) -> None:
-        """Make sure the host objects named after this lab are this lab folder's own, or none. A lab of the
-        same name running from another KUBELAB_HOME is refused (nothing running is lost); dead remnants (of a
-        crashed run whose lab folder may be gone, or the network of a halted one, which its resume remakes)
-        are removed."""
+        """Make sure the host objects named after this lab are this lab folder's own, or none: a running lab of that
+        name from another KUBELAB_HOME is refused, dead remnants (a crashed run, a halted lab's network) removed."""
         owner = local_network.bridge_owner(self.bridge)
         if owner == str(self.state_dir) or (owner is None and state.data.get("bridge") == self.bridge):
             return  # ours (a bridge made before owners were recorded counts as ours if our state names it)

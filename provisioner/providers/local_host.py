@@ -151,9 +151,8 @@ def cgroup_pids(directory: Path) -> list[int]:
 
 
 def find_cgroup_dirs(pattern: re.Pattern[str], depth: int = CGROUP_SEARCH_DEPTH) -> list[Path]:
-    """Cgroup directories whose name matches `pattern`, down to `depth` levels in every mounted hierarchy
-    (a node started by another process sits below that process's cgroup). Does not descend into matches or
-    other kubelab node cgroups, and tolerates directories that vanish during the scan."""
+    """Cgroup directories named like `pattern`, `depth` levels down every hierarchy (a node started by another
+    process is below its cgroup); it descends into no match or other node cgroup and skips ones that vanish."""
     found: list[Path] = []
     level = [point for point, _fstype, _options in cgroup_mounts()]
     for _depth in range(depth):
@@ -185,9 +184,8 @@ def _subdirs(directory: Path) -> list[Path]:
 
 
 def remove_cgroup(directory: Path, timeout: float = 5.0) -> bool:
-    """Remove a cgroup tree whose processes are gone, deepest directories first. A directory still busy
-    (its last processes being reaped) is retried until `timeout`; one that vanished meanwhile is fine.
-    True when the tree is gone."""
+    """Remove a cgroup tree whose processes are gone, deepest first, retrying a busy directory until `timeout`
+    (one that vanished is fine). True when the tree is gone."""
     for child in _subdirs(directory):
         remove_cgroup(child, timeout)
     deadline = time.monotonic() + timeout

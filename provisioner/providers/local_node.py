@@ -108,10 +108,8 @@ def launcher_script(netns: str, cgroups: list[Path], init: Path) -> str:
 
 
 def sysctl_lines(root: str, proc_sys: str = "/proc/sys") -> list[str]:
-    """Shell lines that apply the node's own persistent net.* kernel parameters (/etc/sysctl.conf, then
-    /etc/sysctl.d/*.conf) to its network namespace, as systemd-sysctl does at boot on a machine. That unit is
-    masked here because the other keys are the host's; net.* keys belong to the namespace, which is new on
-    every start, so without this a restarted node loses what the phases set (ip_nonlocal_bind for haproxy)."""
+    """Shell lines that apply the node's persistent net.* sysctls (/etc/sysctl.conf, /etc/sysctl.d/*.conf) to its
+    network namespace, new on every start, as the masked systemd-sysctl would (e.g. ip_nonlocal_bind for haproxy)."""
     pattern = r"s/^[[:space:]]*-?(net\.[^=[:space:]]+)[[:space:]]*=[[:space:]]*(.*[^[:space:]])[[:space:]]*$/\1 \2/p"
     return [
         f"for conf in {root}/etc/sysctl.conf {root}/etc/sysctl.d/*.conf; do",

@@ -10,10 +10,14 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from provisioner.children import die_with_parent
 from provisioner.providers.base import Connection, NodeStatus, Progress, Provider, ProviderError
 from provisioner.state import logs_dir
+
+if TYPE_CHECKING:
+    import vagrant
 
 # Providers whose Vagrant plugin declares parallel support; the others boot one machine at a time.
 PARALLEL = frozenset({"libvirt", "parallels"})
@@ -132,7 +136,7 @@ class VagrantProvider(Provider):
     def _env(self) -> dict[str, str]:
         return {**os.environ, "VAGRANT_DEFAULT_PROVIDER": self.name, "VAGRANT_CWD": str(self.lab.root)}
 
-    def _vagrant(self):  # -> vagrant.Vagrant
+    def _vagrant(self) -> vagrant.Vagrant:
         import vagrant
 
         return vagrant.Vagrant(root=str(self.lab.root), env=self._env(), quiet_stderr=True)
@@ -155,7 +159,7 @@ class VagrantProvider(Provider):
                 for name in node_names:
                     self._run_up([name], progress, log, log_path)
 
-    def _run_up(self, targets: list[str], progress: Progress, log, log_path: Path) -> None:
+    def _run_up(self, targets: list[str], progress: Progress, log: TextIO, log_path: Path) -> None:
         command = ["vagrant", "up", "--provider", self.name, "--no-provision", "--machine-readable", *targets]
         log.write("$ " + " ".join(command) + "\n")
         log.flush()

@@ -18,6 +18,7 @@ import pytest
 
 from provisioner import plan as plan_mod
 from provisioner import render, spec
+from provisioner.inventory import write_provider_inventory
 from provisioner.lab import REPO_ROOT, LabDir
 from provisioner.plan import Plan
 from provisioner.providers import local_host, local_network, local_remnants
@@ -132,6 +133,7 @@ def running_local_lab(
     provider = LocalProvider(lab_plan, lab)
     try:
         provider.up(_progress)
+        write_provider_inventory(lab, lab_plan, provider)
         yield LocalLab(plan=lab_plan, lab=lab, provider=provider, home=home)
     finally:
         provider.destroy()

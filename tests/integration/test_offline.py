@@ -24,6 +24,7 @@ import pytest
 from hosttools import require_tools
 
 from provisioner import artifacts
+from provisioner.artifacts import fetch
 from provisioner.versions import CNI_PLUGINS_VERSION as CNI_PLUGINS
 
 pytestmark = pytest.mark.integration
@@ -208,7 +209,7 @@ def test_role_installs_and_imports_from_the_folder_with_egress_dropped(local_lab
     node = "master-1"
 
     # The export step of `kubelab artifacts fetch`, with both tools, on the locally built image.
-    (exported,) = artifacts.export_commands(
+    (exported,) = fetch.export_commands(
         "skopeo", IMAGE, str(work / "skopeo.tar"), source=f"oci:{work / 'busybox-oci'}:offline"
     )
     subprocess.run(exported, check=True, capture_output=True)
@@ -222,7 +223,7 @@ def test_role_installs_and_imports_from_the_folder_with_egress_dropped(local_lab
         node, f"ctr -n k8s.io images export /tmp/seed.tar {IMAGE} && ctr -n kubelab-fetch images import /tmp/seed.tar"
     )
     assert local.returncode == 0, local.stderr
-    (export,) = artifacts.export_commands("ctr", IMAGE, "/tmp/ctr-export.tar", source="local")
+    (export,) = fetch.export_commands("ctr", IMAGE, "/tmp/ctr-export.tar", source="local")
     assert lab.ssh(node, export).returncode == 0
     copy = lab.connection(node).ssh_argv(["cat", "/tmp/ctr-export.tar"])
     (work / "ctr-export.tar").write_bytes(subprocess.run(copy, capture_output=True, check=True).stdout)

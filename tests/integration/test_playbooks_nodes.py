@@ -232,7 +232,8 @@ def test_runtime_config_follows_containerd_major_and_kubeadm(lab, first_run, tmp
     host_vars.parent.mkdir(exist_ok=True)
     version = json.loads((folder / "artifacts.json").read_text())["artifacts"][0]["version"]
     upstream = {"kubelab_containerd_source": "upstream", "kubelab_containerd_version": version}
-    host_vars.write_text(json.dumps({**upstream, "kubelab_artifacts_dir": str(folder)}) + "\n")
+    offline = {"kubelab_artifacts_dir": str(folder), "kubelab_offline": True}
+    host_vars.write_text(json.dumps({**upstream, **offline}) + "\n")
     sh(lab, "master-2", "DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq containerd && systemctl daemon-reload")
     pause = "registry.k8s.io/pause:3.10.2"
     images = ["registry.k8s.io/kube-apiserver:v1.36.4", pause, "registry.k8s.io/etcd:3.6.8-0"]

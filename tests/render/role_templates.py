@@ -29,7 +29,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 GOLDEN_LABS = ("single", "ha-haproxy", "kube-vip", "five-masters")
 ROLES_RENDERED = ("kube_packages", "kubeadm", "control_plane", "worker", "kube_vip", "cni", "reset")
-FILTER_DIRS = tuple(ROLES / role / "filter_plugins" for role in ("kubeadm", "control_plane", "kube_vip", "cni"))
+# ANSIBLE_FILTER_PLUGINS replaces ansible.cfg's filter_plugins: the shared folder is named here too.
+FILTER_DIRS = (
+    PLAYBOOKS / "filter_plugins",
+    *(ROLES / role / "filter_plugins" for role in ("kubeadm", "control_plane", "cni")),
+)
 
 # Stand-ins for what the roles learn on the nodes.
 INTERFACE = "enp0s8"

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from provisioner.lab import REPO_ROOT
-from provisioner.phases import PHASES
+from provisioner.phases import PHASES, PlaybookPhase
 
 PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
 BIN = Path(sys.executable).parent
@@ -38,7 +38,7 @@ def test_site_reset_and_upgrade_pass_syntax_check() -> None:
 
 def test_site_imports_the_phase_playbooks_in_kubelab_up_order() -> None:
     imported = re.findall(r"import_playbook: (\S+)", (PLAYBOOKS_DIR / "site.yml").read_text())
-    assert imported == [phase.playbook for phase in PHASES if phase.playbook]
+    assert imported == [phase.playbook for phase in PHASES if isinstance(phase, PlaybookPhase)]
     assert all((PLAYBOOKS_DIR / name).is_file() for name in imported)
 
 
@@ -52,3 +52,34 @@ def test_ansible_lint_production_profile_passes() -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+
+def _playbook_files(*patterns: str) -> list[Path]:
+    return sorted(path for pattern in patterns for path in PLAYBOOKS_DIR.rglob(pattern))
+
+
+def test_versions_come_from_the_lab_not_from_literal_defaults() -> None:
+    """Every version reaches the roles through the lab's group_vars (provisioner/versions.py), never a made-up
+    fallback like default('1.36') that would silently disagree with it."""
+    literal = re.compile(r"""default\(\s*['"]v?\d+\.\d+(\.\d+)?['"]|default\(\s*['"]kubeadm\.k8s\.io/""")
+    found = [
+        f"{path.relative_to(PLAYBOOKS_DIR)}:{number}: {line.strip()}"
+        for path in _playbook_files("*.yml", "*.j2")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if literal.search(line)
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_role_templates_read_their_own_role_variables() -> None:
+    """A template reads its role's variables only (documented in defaults/main.yml): the lab's kubelab_* settings,
+    groups and other hosts' hostvars are turned into role variables there, never read in the template."""
+    jinja = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+    outside = re.compile(r"\b(kubelab_\w+|hostvars|groups)\b")
+    found = [
+        f"{path.relative_to(PLAYBOOKS_DIR)}: {name}"
+        for path in _playbook_files("roles/*/templates/*.j2")
+        for block in jinja.findall(path.read_text())
+        for name in outside.findall(block)
+    ]
+    assert not found, "\n".join(found)

@@ -17,7 +17,7 @@ from hosttools import require_tool
 from provisioner.lab import REPO_ROOT, LabDir
 from provisioner.plan import make_plan
 from provisioner.render import render_files, write_lab
-from provisioner.spec import build_spec
+from provisioner.spec import ARCH_NAMES, build_spec
 
 GOLDEN = Path(__file__).parent / "golden"
 # The golden labs of the foundation issue: name -> flags.
@@ -129,7 +129,17 @@ def test_inventory_groups_and_vars() -> None:
     assert lab_vars["kubelab_init_master"] == "master-1"
     assert lab_vars["kubelab_control_plane_endpoint"] == "192.168.56.10:6443"
     assert lab_vars["kubelab_pod_cidr"] == "10.244.0.0/16"
+    assert lab_vars["kubelab_arch_map"] == ARCH_NAMES  # the containerd and cni roles' release file names
     assert json.loads(files["lab.json"])["spec"]["masters"] == 3
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_a_lab_with_an_artifacts_folder_is_offline(tmp_path: Path, offline: bool) -> None:
+    """kubelab_offline is the one switch the phases and roles read; the folder itself is rendered absolute."""
+    flags = {"masters": 1, **({"artifacts": str(tmp_path)} if offline else {})}
+    lab_vars = yaml.safe_load(render_files(make_plan(build_spec({}, flags)))["inventory/group_vars/all/lab.yml"])
+    assert lab_vars["kubelab_offline"] is offline
+    assert lab_vars["kubelab_artifacts_dir"] == (str(tmp_path.resolve()) if offline else None)
 
 
 def test_vagrantfile_only_for_vagrant_providers() -> None:

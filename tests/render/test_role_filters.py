@@ -1,4 +1,5 @@
-"""The Kubernetes-phase roles' filter plugins, run as plain Python on kubeadm output, facts and manifests."""
+"""The roles' filter plugins (each role's own and the shared playbooks/filter_plugins), run as plain Python on
+kubeadm output, facts and manifests."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from types import ModuleType
 import pytest
 import yaml
 
-ROLES = Path(__file__).resolve().parents[2] / "playbooks" / "roles"
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+ROLES = PLAYBOOKS / "roles"
 FIXTURES = Path(__file__).parent / "fixtures"
 TOKEN = "k3lab0.0123456789abcdef"
 CA_HASH = "sha256:" + "0f" * 32
 KEY = "9a" * 32
 
 
-def _plugin(role: str, name: str) -> ModuleType:
-    path = ROLES / role / "filter_plugins" / f"{name}.py"
+def _plugin(role: str | None, name: str) -> ModuleType:
+    """A role's filter plugin, or with role None one of playbooks/filter_plugins (shared by every role)."""
+    path = (PLAYBOOKS if role is None else ROLES / role) / "filter_plugins" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"kubelab_test_{name}", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -29,7 +32,7 @@ def _plugin(role: str, name: str) -> ModuleType:
 secrets = _plugin("kubeadm", "kubeadm_secrets")
 manifests = _plugin("cni", "cni_manifests")
 kubeconfig = _plugin("control_plane", "control_plane_kubeconfig")
-interface = _plugin("kube_vip", "kube_vip_interface")
+interface = _plugin(None, "interface_of")
 redact = _plugin("control_plane", "control_plane_redact")
 
 
@@ -41,7 +44,7 @@ def test_every_filter_is_registered_under_its_name() -> None:
         "cni_weave_manifest",
     }
     assert set(kubeconfig.FilterModule().filters()) == {"control_plane_kubeconfig"}
-    assert set(interface.FilterModule().filters()) == {"kube_vip_interface_of"}
+    assert set(interface.FilterModule().filters()) == {"interface_of"}
     assert set(redact.FilterModule().filters()) == {"control_plane_redact"}
 
 
@@ -128,7 +131,7 @@ FACTS = {
     ],
 )
 def test_interface_found_by_address(address: str, expected: str) -> None:
-    assert interface.kube_vip_interface_of(FACTS, address) == expected
+    assert interface.interface_of(FACTS, address) == expected
 
 
 # --- Calico ---------------------------------------------------------------------------------------------

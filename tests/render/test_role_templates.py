@@ -29,7 +29,7 @@ from provisioner import versions
 from provisioner.providers.local import PROVIDER_VARS
 
 MINORS = ("1.35", "1.36", "1.37")
-OFFLINE = {"kubelab_artifacts_dir": "/srv/kubelab-artifacts"}
+OFFLINE = {"kubelab_artifacts_dir": "/srv/kubelab-artifacts", "kubelab_offline": True}
 KUBEADM = "kubeadm.k8s.io/v1beta4"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from provisioner import artifacts, versions
-from provisioner.artifacts import ArtifactsError, Needs
+from provisioner.artifacts import ArtifactsError, Needs, fetch
 from provisioner.spec import SpecError, build_spec
 
 
@@ -167,17 +167,17 @@ def test_archive_references_reads_oci_and_docker_archives(tmp_path):
 
 def test_checksum_files_in_every_published_shape(tmp_path):
     digest = "a" * 64
-    assert artifacts.parse_checksum(digest + "\n", "kubeadm") == digest
-    assert artifacts.parse_checksum(f"{'b' * 64}  runc.arm64\n{digest}  runc.amd64\n", "runc.amd64") == digest
-    assert artifacts.parse_checksum(f"{digest} *dist/file.tgz\n", "file.tgz") == digest
+    assert fetch.parse_checksum(digest + "\n", "kubeadm") == digest
+    assert fetch.parse_checksum(f"{'b' * 64}  runc.arm64\n{digest}  runc.amd64\n", "runc.amd64") == digest
+    assert fetch.parse_checksum(f"{digest} *dist/file.tgz\n", "file.tgz") == digest
     with pytest.raises(ArtifactsError, match=r"no sha256 for runc\.amd64"):
-        artifacts.parse_checksum(f"{digest}  runc.arm64\n", "runc.amd64")
+        fetch.parse_checksum(f"{digest}  runc.arm64\n", "runc.amd64")
     file = tmp_path / "kubeadm"
     file.write_bytes(b"real bytes")
     good = hashlib.sha256(b"real bytes").hexdigest()
-    assert artifacts.verify_download(file, good, "kubeadm") == good
+    assert fetch.verify_download(file, good, "kubeadm") == good
     with pytest.raises(ArtifactsError, match="does not match the published"):
-        artifacts.verify_download(file, digest, "kubeadm")
+        fetch.verify_download(file, digest, "kubeadm")
 
 
 def spec(**changes):
@@ -255,14 +255,14 @@ def test_wrong_version_no_manifest_and_debs_form(tmp_path):
 
 
 def test_export_commands():
-    (skopeo,) = artifacts.export_commands("skopeo", "registry.k8s.io/pause:3.10.2", "/o/p.tar", "arm64")
+    (skopeo,) = fetch.export_commands("skopeo", "registry.k8s.io/pause:3.10.2", "/o/p.tar", "arm64")
     assert skopeo[-2:] == ["docker://registry.k8s.io/pause:3.10.2", "oci-archive:/o/p.tar:registry.k8s.io/pause:3.10.2"]
     assert "arm64" in skopeo
-    pull, export = artifacts.export_commands("ctr", "r/x:1", "/o/x.tar")
+    pull, export = fetch.export_commands("ctr", "r/x:1", "/o/x.tar")
     assert pull[:5] == ["ctr", "-n", "kubelab-fetch", "images", "pull"]
     assert export[-2:] == ["/o/x.tar", "r/x:1"] and "linux/amd64" in export
     with pytest.raises(ArtifactsError, match="skopeo or ctr"):
-        artifacts.export_commands("docker", "r/x:1", "/o")
+        fetch.export_commands("docker", "r/x:1", "/o")
 
 
 def test_resolve_patch_asks_the_stable_marker():
@@ -272,9 +272,9 @@ def test_resolve_patch_asks_the_stable_marker():
         asked.append(url)
         return "v1.36.7\n"
 
-    assert artifacts.resolve_patch("1.36", read) == "1.36.7"
+    assert fetch.resolve_patch("1.36", read) == "1.36.7"
     assert asked == ["https://dl.k8s.io/release/stable-1.36.txt"]
-    assert artifacts.resolve_patch("1.36.2", read) == "1.36.2" and len(asked) == 1
+    assert fetch.resolve_patch("1.36.2", read) == "1.36.2" and len(asked) == 1
 
 
 @pytest.fixture
@@ -325,7 +325,7 @@ def test_fetch_downloads_verifies_resumes_and_refuses_tampered_files(tmp_path, r
 
     out = tmp_path / "out"
     lab = spec(kubernetes_version="1.36")
-    artifacts.fetch(lab, out, image_tool="skopeo", progress=lambda _: None, run=fake_export)
+    fetch.fetch(lab, out, image_tool="skopeo", progress=lambda _: None, run=fake_export)
     assert (out / "bin" / "kubeadm").read_text() == "#!/bin/sh\necho kubeadm\n"
     assert (out / "bin" / "kubeadm").stat().st_mode & 0o111
     assert any("example.org/flannel:1" in ref for ref in exported)  # CNI images read from the fetched manifest
@@ -336,14 +336,14 @@ def test_fetch_downloads_verifies_resumes_and_refuses_tampered_files(tmp_path, r
 
     exported.clear()
     messages = []
-    artifacts.fetch(lab, out, image_tool="skopeo", progress=messages.append, run=fake_export)
+    fetch.fetch(lab, out, image_tool="skopeo", progress=messages.append, run=fake_export)
     fetched = [m for m in messages if not m.startswith("have")]
     assert exported == [] and fetched == [m for m in fetched if m.endswith("kube-flannel.yml")]  # no checksum
 
     (release_server / "dl/v1.36.5/bin/linux/amd64/kubelet").write_bytes(b"tampered")
     (out / "bin" / "kubelet").unlink()
     with pytest.raises(ArtifactsError, match=r"kubelet: downloaded sha256 .* does not match the published"):
-        artifacts.fetch(lab, out, image_tool="skopeo", progress=lambda _: None, run=fake_export)
+        fetch.fetch(lab, out, image_tool="skopeo", progress=lambda _: None, run=fake_export)
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import artifacts_build, buildrecipes, gotool
-from provisioner.artifacts_build import BuildRequest
+from provisioner import buildrecipes, gotool
+from provisioner.artifacts import build as artifacts_build
+from provisioner.artifacts.build import BuildRequest
 from provisioner.gotool import BuildError
 
 KUBEADM_1_36_IMAGES = [

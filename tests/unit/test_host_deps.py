@@ -10,7 +10,7 @@ from pathlib import Path
 import hosttools
 import pytest
 
-from provisioner import artifacts_build
+from provisioner.artifacts import build as artifacts_build
 from provisioner.lab import REPO_ROOT
 from provisioner.providers import local
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import lifecycle, node_ops
+from provisioner import node_ops
 from provisioner import phases as phases_mod
+from provisioner.errors import LabError
 from provisioner.lab import LabDir
 from provisioner.plan import make_plan
 from provisioner.providers.base import Connection, NodeStatus, Provider
@@ -137,7 +138,7 @@ def test_an_add_that_up_would_refuse_changes_nothing(
 ) -> None:
     lab = finished_lab(tmp_path, monkeypatch, **flags)
     before = lab.spec_file.read_text()
-    with pytest.raises(lifecycle.LabError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(LabError, match=message.replace("(", r"\(").replace(")", r"\)")):
         node_ops.add(lab, masters=masters, workers=workers, out=io.StringIO())
     assert lab.spec_file.read_text() == before and phases_run == []
     assert set(load_state(lab).phases) == set(phases_mod.PHASE_NAMES)
@@ -148,7 +149,7 @@ def test_an_unfinished_lab_is_finished_first(tmp_path: Path, monkeypatch: pytest
     state = load_state(lab)
     state.forget(["cni", "verify"])
     save_state(lab, state)
-    with pytest.raises(lifecycle.LabError, match=r"not finished \(cni has not run\): `kubelab up --name grow` first"):
+    with pytest.raises(LabError, match=r"not finished \(cni has not run\): `kubelab up --name grow` first"):
         node_ops.add(lab, workers=1, out=io.StringIO())
 
 
@@ -211,7 +212,7 @@ def test_removing_from_a_hosts_lab_is_refused(tmp_path: Path, monkeypatch: pytes
     data = json.loads(lab.spec_file.read_text())
     data["spec"]["provider"] = "hosts"
     lab.spec_file.write_text(json.dumps(data))
-    with pytest.raises(lifecycle.LabError, match="change your inventory"):
+    with pytest.raises(LabError, match="change your inventory"):
         node_ops.remove(lab, ["worker-1"], out=io.StringIO())
 
 
@@ -234,7 +235,7 @@ def test_masters_are_removed_only_while_every_member_that_stays_is_healthy(
     if refused is None:
         node_ops._check_quorum(plan, first, ["master-4", "master-5"])
     else:
-        with pytest.raises(lifecycle.LabError, match=refused):
+        with pytest.raises(LabError, match=refused):
             node_ops._check_quorum(plan, first, ["master-4", "master-5"])
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from provisioner import lifecycle, reachability
+from provisioner import lifecycle, reachability, spec_layers
+from provisioner.errors import LabError
 from provisioner.lab import LabDir
 from provisioner.phases import PHASE_NAMES
 from provisioner.plan import Plan, make_plan
@@ -313,7 +314,7 @@ def test_up_refuses_before_any_machine_or_lab_folder_exists(home: Path, monkeypa
     lab = LabDir.for_name("netcheck")
     provider = StandIn(make_plan(spec), lab)
     started = time.monotonic()
-    with pytest.raises(lifecycle.LabError) as refused:
+    with pytest.raises(LabError) as refused:
         lifecycle.up(lab, spec, until="nodes", out=io.StringIO(), provider=provider)
     assert time.monotonic() - started < 2 * reachability.TIMEOUT + 1
     message = str(refused.value)
@@ -352,7 +353,7 @@ def test_only_the_phases_that_will_run_are_checked(home: Path, monkeypatch: pyte
     save_state(lab, state)
     provider = StandIn(make_plan(spec), lab)
     for start, until in ((None, "runtime"), (None, "packages"), ("runtime", "workers")):
-        with pytest.raises(lifecycle.LabError, match="stopped by the test"):
+        with pytest.raises(LabError, match="stopped by the test"):
             lifecycle.up(lab, spec, start=start, until=until, out=io.StringIO(), provider=provider)
     assert seen == [[], ["packages"], ["runtime", "packages", "loadbalancer", "control-plane", "workers"]]
     assert provider.calls == ["check"] * 3
@@ -361,8 +362,8 @@ def test_only_the_phases_that_will_run_are_checked(home: Path, monkeypatch: pyte
 def test_skip_network_check_is_for_one_run_and_does_not_change_the_lab(home: Path) -> None:
     old = build_spec({}, {"masters": 1}).to_dict()
     new = build_spec({}, {"masters": 1, "skip_network_check": True}).to_dict()
-    assert lifecycle.spec_differences(old, new) == []
+    assert spec_layers.spec_differences(old, new) == []
     flags = {"name": "netonce", "provider": "libvirt", "masters": 1, "workers": 0}
     write_lab(make_plan(build_spec({}, {**flags, "skip_network_check": True})), LabDir.for_name("netonce"))
-    _, resumed, _ = lifecycle.spec_for_up({}, {"name": "netonce"})
+    _, resumed, _ = spec_layers.spec_for_up({}, {"name": "netonce"})
     assert resumed.provider == "libvirt" and not resumed.skip_network_check  # a resumed `up` checks again

@@ -11,6 +11,7 @@ from test_node_ops import RunningNodes, finished_lab
 
 from provisioner import lifecycle, reset
 from provisioner import phases as phases_mod
+from provisioner.errors import LabError
 from provisioner.state import load_state
 
 
@@ -42,5 +43,5 @@ def test_reset_forgets_the_phases_it_undid_only_when_it_worked(
 def test_a_lab_without_machines_has_nothing_to_reset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lab = finished_lab(tmp_path, monkeypatch)
     (lab.root / "state.json").unlink()
-    with pytest.raises(lifecycle.LabError, match="has no machines yet: nothing to reset"):
+    with pytest.raises(LabError, match="has no machines yet: nothing to reset"):
         reset.reset(lab, out=io.StringIO())

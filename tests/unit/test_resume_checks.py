@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from provisioner import lifecycle
+from provisioner.checks import after_restart
 
 
 def answers(states: list[str]) -> Iterator[subprocess.CompletedProcess[str]]:
@@ -18,25 +18,25 @@ def answers(states: list[str]) -> Iterator[subprocess.CompletedProcess[str]]:
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lifecycle.time, "sleep", lambda _seconds: None)
+    monkeypatch.setattr(after_restart.time, "sleep", lambda _seconds: None)
 
 
 def test_a_kubelet_that_is_still_activating_after_boot_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
     states = answers(["activating", "activating", "active"])
-    monkeypatch.setattr(lifecycle, "run_on", lambda _connection, _command: next(states))
-    assert lifecycle._unit_state(object(), "kubelet") == "active"
+    monkeypatch.setattr(after_restart, "run_on", lambda _connection, _command: next(states))
+    assert after_restart._unit_state(object(), "kubelet") == "active"
 
 
 def test_a_failed_kubelet_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     states = answers(["failed", "active"])
-    monkeypatch.setattr(lifecycle, "run_on", lambda _connection, _command: next(states))
-    assert lifecycle._unit_state(object(), "kubelet") == "failed"
+    monkeypatch.setattr(after_restart, "run_on", lambda _connection, _command: next(states))
+    assert after_restart._unit_state(object(), "kubelet") == "failed"
 
 
 def test_a_kubelet_that_never_settles_is_reported_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lifecycle, "UNIT_TIMEOUT", -1)
-    monkeypatch.setattr(lifecycle, "run_on", lambda _connection, _command: next(answers(["activating"])))
-    assert lifecycle._unit_state(object(), "kubelet") == "activating"
+    monkeypatch.setattr(after_restart, "UNIT_TIMEOUT", -1)
+    monkeypatch.setattr(after_restart, "run_on", lambda _connection, _command: next(answers(["activating"])))
+    assert after_restart._unit_state(object(), "kubelet") == "activating"
 
 
 NODES_READY = "master-1 Ready control-plane 5m v1.36.3\nworker-1 Ready <none> 5m v1.36.3\n"
@@ -65,10 +65,10 @@ def settle_check(
             return nodes
         return subprocess.CompletedProcess([], 0, stdout=json.dumps({"items": pods or []}), stderr="")
 
-    monkeypatch.setattr(lifecycle, "SETTLE_TIMEOUT", -1)
-    monkeypatch.setattr(lifecycle, "run_on", remote)
+    monkeypatch.setattr(after_restart, "SETTLE_TIMEOUT", -1)
+    monkeypatch.setattr(after_restart, "run_on", remote)
     plan = SimpleNamespace(init_master=SimpleNamespace(name="master-1"), spec=SimpleNamespace(cni="flannel"))
-    return lifecycle._not_settled(plan, {"master-1": object()}, {"master-1", "worker-1"}, SINCE, lambda _what: None)  # type: ignore[arg-type]
+    return after_restart._not_settled(plan, {"master-1": object()}, {"master-1", "worker-1"}, SINCE, lambda _what: None)  # type: ignore[arg-type]
 
 
 def answer(stdout: str, returncode: int = 0, stderr: str = "") -> subprocess.CompletedProcess[str]:
@@ -121,13 +121,13 @@ def test_a_failed_haproxy_on_a_load_balancer_is_reported(monkeypatch: pytest.Mon
         return subprocess.CompletedProcess([], 0, stdout="" if command.startswith("swapon") else answer, stderr="")
 
     calls: list[tuple[str, str]] = []
-    monkeypatch.setattr(lifecycle, "run_on", remote)
+    monkeypatch.setattr(after_restart, "run_on", remote)
     nodes = [SimpleNamespace(name=name, role=role) for name, role in (("lb-1", "lb"), ("master-1", "master"))]
     plan = SimpleNamespace(nodes=nodes, masters=nodes[1:], workers=[])
     done = {"prepare", "loadbalancer", "control-plane"}
     state = SimpleNamespace(is_done=lambda phase: phase in done)
     connections = {"lb-1": "lb-1", "master-1": "master-1"}
-    problems = lifecycle.after_restart_problems(plan, state, connections, SINCE)  # type: ignore[arg-type]
+    problems = after_restart.after_restart_problems(plan, state, connections, SINCE)  # type: ignore[arg-type]
     assert problems == ["lb-1: haproxy is failed (`journalctl -u haproxy`)"]
     assert ("lb-1", "systemctl is-active keepalived") in calls
     assert ("master-1", "systemctl is-active kubelet") in calls

@@ -67,7 +67,7 @@ def playbooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "playbooks"
     folder.mkdir()
     for phase in phases_mod.PHASES:
-        if phase.playbook:
+        if isinstance(phase, phases_mod.PlaybookPhase):
             (folder / phase.playbook).write_text(PLAYBOOK.format(phase=phase.name, extra=""))
     monkeypatch.setattr(phases_mod, "PLAYBOOKS_DIR", folder)
     return folder

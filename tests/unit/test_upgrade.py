@@ -5,6 +5,7 @@ is in tests/integration/test_kubeadm_ha.py."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -13,13 +14,13 @@ import pytest
 
 from provisioner import lifecycle, node_ops, versions
 from provisioner import phases as phases_mod
+from provisioner.errors import LabError
 from provisioner.lab import LabDir
-from provisioner.lifecycle import LabError
 from provisioner.plan import make_plan
 from provisioner.render import write_lab
 from provisioner.spec import build_spec
 from provisioner.state import load_state, save_state
-from provisioner.upgrade import ClusterVersions, resolve_target, upgrade_problem
+from provisioner.upgrade import ClusterVersions, _Steps, resolve_target, upgrade_problem
 
 
 def lab_on(control_plane: str, **kubelets: str) -> ClusterVersions:
@@ -110,6 +111,18 @@ def test_a_lab_half_way_through_an_upgrade_is_finished_by_the_upgrade_only(
         ):
             refused()
     assert node_ops.finished_lab(lab, "upgrade it", upgrade=True).spec.name == "mid"
+
+
+@pytest.mark.parametrize("folder", [None, Path("/srv/kubelab-artifacts-1.37")])
+def test_the_steps_run_offline_exactly_when_an_artifacts_folder_is_given(tmp_path: Path, folder: Path | None) -> None:
+    """The stage step runs before the lab's group_vars name the target's folder: the extra vars say it."""
+
+    variables = json.loads(_Steps(LabDir(tmp_path), "1.37.1", folder, io.StringIO()).variables)
+    assert variables == {
+        "kubelab_kubernetes_version": "1.37.1",
+        "kubelab_artifacts_dir": str(folder or ""),
+        "kubelab_offline": folder is not None,
+    }
 
 
 def test_uncordon_is_tried_again_while_the_api_servers_restart(monkeypatch: pytest.MonkeyPatch) -> None:

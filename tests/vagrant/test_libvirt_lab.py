@@ -4,7 +4,7 @@ Debian: GitHub release downloads are unreachable here; time from a small SNTP se
 lab's `ntp_servers`: this machine reaches no public time server), `kubelab verify --only nodes` passes, the VM
 survives `kubelab halt` and `kubelab resume`, and `kubelab destroy` leaves no domain, volume or network behind.
 
-The box is built locally (boxbuilder.py, cached) and booted with direct kernel boot; see shared/TESTBED.md.
+The box is built locally (boxbuilder.py, cached) and booted with direct kernel boot (no bootloader).
 Every Ansible task costs a few seconds in a TCG guest: the test takes about 7 minutes on an idle 2-core host.
 """
 

@@ -1,11 +1,9 @@
 """`kubelab artifacts build`: an artifacts folder made from upstream source, with no registry and no Docker.
 
-Kubernetes, etcd, CoreDNS, the CNI plugins, crictl, containerd, runc and the CNI are built from their Go
-modules (one generated wrapper module per component, gobuild.py), pause from the C source inside the
-kubernetes module; the images kubeadm names are assembled in Python (oci.py) with Debian's packages where an
-image needs tools (debpkgs.py). Every result is cached under ``~/.cache/kubelab/build`` by a key of what went
-into it, so a second build of the same versions only copies. The folder is written beside ``out`` and moved
-into place when complete: a failed build leaves no folder that `kubelab artifacts check` would accept.
+Kubernetes, etcd, CoreDNS, the CNI plugins, crictl, containerd, runc and the CNI are built from their Go modules
+(gobuild.py), pause from the C source in the kubernetes module; images are assembled in Python (oci.py), with
+Debian's packages where they need tools (debpkgs.py). Results are cached under ``~/.cache/kubelab/build`` by what
+went into them, and the folder is moved into place only when complete, so a failed build leaves none.
 """
 
 from __future__ import annotations

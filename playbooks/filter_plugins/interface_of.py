@@ -1,11 +1,14 @@
-"""Ansible filter: the network interface that holds an address, from a host's gathered facts."""
+"""Ansible filter shared by every role: the network interface that holds an address, from a host's facts.
+
+Ansible loads this folder for the playbooks beside it, and ansible.cfg names it for any other playbook.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-def kube_vip_interface_of(facts: dict[str, Any], address: str) -> str:
+def interface_of(facts: dict[str, Any], address: str) -> str:
     """Name of the interface with `address` (primary or secondary IPv4); '' when no interface has it.
 
     Interfaces are found by address because boxes and providers name the private NIC eth1, enp0s8 or ens6.
@@ -22,4 +25,4 @@ def kube_vip_interface_of(facts: dict[str, Any], address: str) -> str:
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"kube_vip_interface_of": kube_vip_interface_of}
+        return {"interface_of": interface_of}
