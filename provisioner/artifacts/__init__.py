@@ -93,6 +93,22 @@ class Needs:
     containerd_version: str = versions.DEFAULT_CONTAINERD
     cni_images: tuple[str, ...] | None = field(default=None)  # read from the CNI manifest when known
 
+    @classmethod
+    def of(
+        cls, spec: LabSpec, version: str, arch: str, form: str = "bin", cni_images: tuple[str, ...] | None = None
+    ) -> Needs:
+        """What a lab of `spec` on Kubernetes `version` (an exact patch) needs in a folder."""
+        return cls(
+            kubernetes_version=version.lstrip("v"),
+            cni=spec.cni,
+            arch=arch,
+            form=form,
+            lb=spec.lb,
+            containerd_source=spec.containerd_source,
+            containerd_version=spec.containerd_version,
+            cni_images=cni_images,
+        )
+
 
 def exact_version(kubernetes_version: str) -> str:
     """``1.36.5`` stays; a bare minor becomes the newest patch kubelab knows (versions.LATEST_PATCH)."""
@@ -343,16 +359,7 @@ def needs_for(spec: LabSpec, folder: Path | None = None, arch: str = "amd64", ma
     elif versions.parse_kubernetes_version(version)[2] is None:
         version = exact_version(version)
     form = detect_form(folder, manifest.get("artifacts", []) if manifest else ()) if folder else "bin"
-    return Needs(
-        kubernetes_version=version.lstrip("v"),
-        cni=spec.cni,
-        arch=arch,
-        form=form,
-        lb=spec.lb,
-        containerd_source=spec.containerd_source,
-        containerd_version=spec.containerd_version,
-        cni_images=cni_images(folder, spec.cni) if folder else None,
-    )
+    return Needs.of(spec, version, arch, form, cni_images=cni_images(folder, spec.cni) if folder else None)
 
 
 def check_artifacts(folder: Path | str, spec: LabSpec, arch: str = "amd64") -> Needs:
@@ -463,16 +470,7 @@ def manifest_document(kubernetes_version: str, arch: str, form: str, cni: str, e
 def listing(spec: LabSpec, arch: str = "amd64", form: str = "bin") -> str:
     """`kubelab artifacts list`: what the folder must hold for a lab, computed from its versions."""
     bare_minor = versions.parse_kubernetes_version(spec.kubernetes_version)[2] is None
-    needs = Needs(
-        kubernetes_version=exact_version(spec.kubernetes_version),
-        cni=spec.cni,
-        arch=arch,
-        form=form,
-        lb=spec.lb,
-        containerd_source=spec.containerd_source,
-        containerd_version=spec.containerd_version,
-    )
-    return describe(needs, exact_from_minor=bare_minor)
+    return describe(Needs.of(spec, exact_version(spec.kubernetes_version), arch, form), exact_from_minor=bare_minor)
 
 
 def index_folder(folder: Path | str, spec: LabSpec, arch: str = "amd64") -> Path:

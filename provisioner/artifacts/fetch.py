@@ -130,14 +130,7 @@ def fetch(
     out = out.expanduser()
     out.mkdir(parents=True, exist_ok=True)
     version = resolve_patch(spec.kubernetes_version)
-    needs = Needs(
-        kubernetes_version=version,
-        cni=spec.cni,
-        arch=arch,
-        lb=spec.lb,
-        containerd_source=spec.containerd_source,
-        containerd_version=spec.containerd_version,
-    )
+    needs = Needs.of(spec, version, arch)
     sources: dict[str, str] = {}
     for artifact in required_artifacts(needs):
         if artifact.kind == "image" or not artifact.url:
