@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from provisioner.lab import LabDir
     from provisioner.plan import Plan
 
-EXIT_USAGE = 2
-
 
 def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     """Every spec key as a flag; defaults are shown, the parser itself defaults to None (= not given)."""
