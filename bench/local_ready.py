@@ -19,7 +19,9 @@ from provisioner.providers.local import LocalProvider
 
 
 def measure(home: Path, name: str, subnet: str, nodes: int) -> tuple[float, float]:
-    flags = dict(name=name, provider="local", node_subnet=subnet, masters=1, workers=nodes - 1, lb="none")
+    flags = dict(
+        name=name, provider="local", node_subnet=subnet, masters=1, workers=nodes - 1, lb="none", no_image=True
+    )
     lab_plan = plan.make_plan(spec.build_spec(flag_values=flags))
     lab = LabDir(home / "labs" / name)
     render.write_lab(lab_plan, lab)

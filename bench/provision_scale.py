@@ -8,7 +8,8 @@ Labs (name it-bench, subnet 10.77.155.0/24, one at a time) are made with `kubela
 phases are timed as a user runs them: `kubelab up --until runtime` and `kubelab up --from loadbalancer --until
 loadbalancer` (the packages phase in between needs pkgs.k8s.io, which this machine cannot reach). T(n) is the sum
 of the three phases' durations kubelab records in state.json. Sizes: 1 = one master (no load balancer), 3 = one
-master + 2 haproxy/keepalived nodes, 6 = 3 masters + 1 worker + 2 LB nodes. containerd is Debian's package.
+master + 2 haproxy/keepalived nodes, 6 = 3 masters + 1 worker + 2 LB nodes. containerd is Debian's package, or
+with --artifacts DIR the folder's upstream containerd (and its Kubernetes version).
 
 Packages come through `kubelab cache start` (apt-cacher-ng) in the bench's KUBELAB_HOME; unless --no-warmup, a
 6-node run first fills the cache (reported as "cold"). Each variant sets Ansible environment variables over
@@ -16,7 +17,10 @@ playbooks/ansible.cfg:
 - untuned: Ansible's defaults for the knobs below (forks 5, no pipelining, no SSH connection reuse);
 - shipped: playbooks/ansible.cfg as committed (forks 20, pipelining, ControlPersist 120s);
 - tuned:   shipped + facts gathered once per node and cached between phases (gathering smart, jsonfile cache in
-           the lab folder).
+           the lab folder);
+- baked:   shipped, with the Kubernetes nodes booted from the baked node image (needs --artifacts: the image holds
+           the packages phase, which installs from the folder); every other variant runs with --no-image. The
+           image is built (or found cached) by the lab's `up --until nodes`, outside the timed phases.
 Everything the bench creates is destroyed at the end; the cache folder stays in --home for the next run.
 """
 
@@ -56,6 +60,7 @@ VARIANTS: dict[str, dict[str, str]] = {
         "ANSIBLE_CACHE_PLUGIN_CONNECTION": "{lab}/.facts",
         "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "7200",
     },
+    "baked": {},
 }
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
@@ -96,11 +101,20 @@ def run_phases(env: dict[str, str], lab: Path) -> dict[str, float]:
     return {phase: seconds[phase] for phase in PHASES}
 
 
-def measure(size: int, variant: str, home: Path, base_env: dict[str, str]) -> dict[str, float]:
+def source_flags(artifacts: Path | None) -> list[str]:
+    """containerd (and Kubernetes) from the artifacts folder, else Debian's containerd."""
+    if artifacts is None:
+        return ["--containerd-source", "distro"]
+    version = json.loads((artifacts / "artifacts.json").read_text())["kubernetes_version"]
+    return ["--artifacts", str(artifacts), "--k8s-version", version]
+
+
+def measure(size: int, variant: str, home: Path, base_env: dict[str, str], artifacts: Path | None) -> dict[str, float]:
     lab = home / "labs" / NAME
     extra = {key: value.format(lab=lab) for key, value in VARIANTS[variant].items()}
     env = {**base_env, **extra}
-    flags = ["--name", NAME, "--provider", "local", "--node-subnet", SUBNET, "--containerd-source", "distro"]
+    flags = ["--name", NAME, "--provider", "local", "--node-subnet", SUBNET, *source_flags(artifacts)]
+    flags += [] if variant == "baked" else ["--no-image"]
     try:
         kubelab(base_env, "up", *flags, *SHAPES[size], "--until", "nodes")
         result = run_phases(env, lab)
@@ -122,6 +136,7 @@ def main() -> None:
     parser.add_argument("--variants", default="untuned,shipped,tuned", help=f"from {', '.join(VARIANTS)}")
     parser.add_argument("--home", type=Path, default=Path("/var/tmp/kubelab-bench"), help="bench KUBELAB_HOME")
     parser.add_argument("--no-warmup", action="store_true", help="skip the cache-filling 6-node run")
+    parser.add_argument("--artifacts", type=Path, help="artifacts folder (needed by the baked variant)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     variants = args.variants.split(",")
@@ -129,6 +144,8 @@ def main() -> None:
         raise SystemExit("the local provider needs root")
     if unknown := [s for s in sizes if s not in SHAPES] + [v for v in variants if v not in VARIANTS]:
         raise SystemExit(f"unknown sizes/variants: {unknown}")
+    if "baked" in variants and args.artifacts is None:
+        raise SystemExit("the baked variant needs --artifacts DIR: its image installs Kubernetes from the folder")
     args.home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "KUBELAB_HOME": str(args.home.resolve())}
     kubelab(env, "cache", "start", "--port", str(cache.free_port(31620)))
@@ -136,10 +153,10 @@ def main() -> None:
     try:
         if not args.no_warmup:
             print("warm-up (fills the apt cache):", flush=True)
-            measure(6, "shipped", args.home, env)
+            measure(6, "shipped", args.home, env, args.artifacts)
         print("measured:", flush=True)
         for variant in variants:
-            results[variant] = {size: measure(size, variant, args.home, env) for size in sizes}
+            results[variant] = {size: measure(size, variant, args.home, env, args.artifacts) for size in sizes}
     finally:
         subprocess.run([str(BIN / "kubelab"), "cache", "stop"], env=env, capture_output=True)
     print(

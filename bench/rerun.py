@@ -48,7 +48,10 @@ def main() -> None:
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "KUBELAB_HOME": str(home)}
     lab = home / "labs" / args.name
-    flags = ["--name", args.name, "--provider", "local", "--node-subnet", SUBNET, "--containerd-source", "distro"]
+    flags = [
+        *("--name", args.name, "--provider", "local", "--node-subnet", SUBNET, "--containerd-source", "distro"),
+        "--no-image",
+    ]
     if not args.no_cache:
         kubelab(env, "cache", "start", "--port", str(cache.free_port(31720)))
     try:

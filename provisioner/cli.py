@@ -65,10 +65,12 @@ def _plan(args: argparse.Namespace) -> Plan:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from provisioner.node_image import describe as describe_image
     from provisioner.plan import describe
 
     plan = _plan(args)
     print(describe(plan))
+    print(f"\n  node image: {describe_image(plan.spec, plan.arch)}")
     if args.write:
         _write(plan, args.out)
     return 0
@@ -306,6 +308,49 @@ def cmd_artifacts_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image_build(args: argparse.Namespace) -> int:
+    from provisioner import image_build, node_image
+
+    if args.provider not in (None, "local"):
+        raise spec_mod.SpecError(f"--provider {args.provider}: node images are built for the local provider only")
+    args.provider = "local"
+    spec = load_spec(args)
+    image = node_image.for_spec(spec.replace(no_image=False), _arch(args))
+    if image is None:
+        raise spec_mod.SpecError(f"--os {spec.os}: the local provider builds Debian nodes only")
+    if image.built:
+        print(f"node image {image.name} is cached (built {image.info().get('built', '?')}): {image.path}")
+        return 0
+    image_build.build(image, spec, _arch(args), sys.stdout)
+    return 0
+
+
+def cmd_image_list(args: argparse.Namespace) -> int:
+    from provisioner import node_image
+
+    images = node_image.all_images()
+    if not images:
+        print(f"no node images in {node_image.images_root()}")
+        return 0
+    print(f"{'IMAGE':<40}{'MB':>7}  {'BUILT':<17}{'LABS':>5}")
+    for image in images:
+        size = node_image.folder_bytes(image.path) / 1e6
+        built = image.info().get("built", "incomplete")
+        print(f"{image.name:<40}{size:>7.0f}  {built:<17}{len(image.lab_folders()):>5}")
+    return 0
+
+
+def cmd_image_prune(args: argparse.Namespace) -> int:
+    from provisioner import node_image
+
+    removed = node_image.prune(keep_used=True)
+    for image in removed:
+        print(f"removed {image.name}")
+    kept = len(node_image.all_images())
+    print(f"{len(removed)} image(s) removed, {kept} kept (used by a lab that exists)")
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from provisioner import cache
 
@@ -348,6 +393,19 @@ def _artifacts_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         if name == "fetch":
             action.add_argument("--image-tool", choices=("skopeo", "ctr"), help="default: skopeo, else ctr")
         action.set_defaults(func=func)
+
+
+def _image_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    image = sub.add_parser("image", help="baked node images of the local provider: build, list, prune")
+    commands = image.add_subparsers(dest="image_command", metavar="ACTION", required=True)
+    build = commands.add_parser("build", help="bake the image a local lab of these settings boots from (cached)")
+    _spec_arguments(build)
+    build.add_argument("--arch", choices=("amd64", "arm64"), help="node architecture (default: this host's)")
+    build.set_defaults(func=cmd_image_build)
+    commands.add_parser("list", help="the cached images, their size and how many labs use them").set_defaults(
+        func=cmd_image_list
+    )
+    commands.add_parser("prune", help="remove every image no existing lab uses").set_defaults(func=cmd_image_prune)
 
 
 def _etcd_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -494,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     _upgrade_parser(sub)
     _etcd_parser(sub)
     _artifacts_parser(sub)
+    _image_parser(sub)
     _cache_parser(sub)
     return parser
 

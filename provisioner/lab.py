@@ -14,6 +14,11 @@ def kubelab_home() -> Path:
     return Path(os.environ.get("KUBELAB_HOME") or Path.home() / ".kubelab")
 
 
+def cache_home() -> Path:
+    """$XDG_CACHE_HOME/kubelab (default ~/.cache/kubelab): what labs share and can rebuild (images, builds)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kubelab"
+
+
 @dataclass(frozen=True)
 class LabDir:
     """Paths inside one lab folder."""

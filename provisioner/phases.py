@@ -54,11 +54,18 @@ class Phase(ABC):
 
 @dataclass(frozen=True)
 class MachinesPhase(Phase):
-    """The provider creates or starts every node; their connections go into the inventory."""
+    """The provider creates or starts every node (baking their node image first when it is not cached); their
+    connections go into the inventory."""
 
     def run(self, ctx: LabContext) -> Outcome:
         from provisioner.inventory import write_provider_inventory
 
+        image = ctx.provider.node_image()
+        if image is not None and not image.built:
+            from provisioner import image_build
+
+            lines = image_build.ProgressLines(lambda line: ctx.progress.note(f"node image: {line}"))
+            image_build.build(image, ctx.plan.spec, ctx.plan.arch, lines)
         ctx.provider.up(lambda node, message: ctx.progress.update(f"{node}: {message}"))
         return Outcome(f"{len(write_provider_inventory(ctx.lab, ctx.plan, ctx.provider))} node(s)")
 

@@ -117,6 +117,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("mtu", int, None, "MTU of the node and pod networks (e.g. 1400 behind a VPN)", metavar="BYTES"),
     Option("artifacts", str, None, "artifacts folder for an offline lab", metavar="DIR"),
     Option("inventory", str, None, "Ansible inventory of existing machines (hosts provider)", metavar="FILE"),
+    Option(
+        "no_image",
+        bool,
+        False,
+        "local provider: boot every node from the Debian base and run each phase in full, not from a baked node image",
+    ),
     Option("strict", bool, False, "turn warnings (e.g. not enough host RAM) into errors"),
     Option(
         "skip_network_check",
@@ -234,6 +240,7 @@ class LabSpec:
     mtu: int | None = None
     artifacts: str | None = None
     inventory: str | None = None
+    no_image: bool = False
     strict: bool = False
     skip_network_check: bool = False
     libvirt: dict[str, Any] = field(default_factory=dict)

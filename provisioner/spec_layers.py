@@ -73,11 +73,13 @@ def check_vm_memory(spec: spec_mod.LabSpec, host: spec_mod.HostInfo) -> None:
 
 
 def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """'key: old -> new' for every key whose value differs ('auto' on either side matches anything)."""
+    """'key: old -> new' for every key whose value differs ('auto' on either side matches anything; a key the old
+    spec lacks, from an older kubelab, has its default)."""
+    before = {key: getattr(spec_mod.LabSpec, key, None) for key in new if key not in old} | old
     return [
-        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
-        for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key) and "auto" not in (old.get(key), new.get(key)) and key not in RUN_OPTIONS
+        f"{key}: {before.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(set(before) | set(new))
+        if before.get(key) != new.get(key) and "auto" not in (before.get(key), new.get(key)) and key not in RUN_OPTIONS
     ]
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import KubelabError
 from provisioner.lab import LabDir
 from provisioner.plan import Plan
+
+if TYPE_CHECKING:
+    from provisioner.node_image import NodeImage
 
 
 class ProviderError(KubelabError):
@@ -99,6 +102,10 @@ class Provider(ABC):
     def node_vars(self) -> dict[str, dict[str, Any]]:
         """Per-node Ansible variables that outrank the lab's IP plan (none by default)."""
         return {}
+
+    def node_image(self) -> NodeImage | None:
+        """The baked image new Kubernetes nodes boot from (built before `up` when missing); None: no image."""
+        return None
 
     def resume(self, progress: Progress) -> None:
         """Start stopped nodes again; by default the same as `up`."""

@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from provisioner import boxes
+from provisioner import boxes, node_image
 from provisioner.lab import LabDir
+from provisioner.node_image import NodeImage
 from provisioner.plan import Node, Plan
 from provisioner.providers import local_host, local_image, local_network, local_node, local_remnants
 from provisioner.providers.base import Connection, NodeStatus, Progress, Provider, ProviderError
@@ -65,13 +66,14 @@ class LocalProvider(Provider):
 
     # --- names and paths ---------------------------------------------------------------------------------
 
-    def _files(self, node: str) -> local_node.NodeFiles:
+    def node_files(self, node: str) -> local_node.NodeFiles:
+        """Where the node's layers and seed files live on the host."""
         return local_node.NodeFiles(self.state_dir / "nodes" / node)
 
     def _recorded_files(self, state: LocalState, node: str) -> local_node.NodeFiles:
         """The node's files as its start recorded them, else their default place."""
         record = state.node(node)
-        return local_node.NodeFiles(Path(record["dir"])) if "dir" in record else self._files(node)
+        return local_node.NodeFiles(Path(record["dir"])) if "dir" in record else self.node_files(node)
 
     def _leaf(self, node: str) -> str:
         return f"kubelab-{self.lab_name}-{node}"
@@ -121,16 +123,36 @@ class LocalProvider(Provider):
             base = local_image.ensure_image(suite, lambda msg: progress(self.lab_name, msg))
             started = time.monotonic()
             state = self._state()
+            image = self._use_image(state)
             self._claim_names(state, progress)
             self._ensure_network(state)
             self._ensure_key()
             host_keys = {node.name: self._prepare_node(node) for node in self.plan.nodes}
             self._write_known_hosts(host_keys)
             with ThreadPoolExecutor(max_workers=len(self.plan.nodes)) as pool:
-                list(pool.map(lambda n: self._start_node(state, n, base, progress), self.plan.nodes))
+                list(pool.map(lambda n: self._start_node(state, n, base, image, progress), self.plan.nodes))
                 list(pool.map(lambda n: self._wait_ready(state, n, started, progress), self.plan.nodes))
             self.last_ready_seconds = time.monotonic() - started
             progress(self.lab_name, f"all {len(self.plan.nodes)} nodes ready in {self.last_ready_seconds:.1f} s")
+
+    def node_image(self) -> NodeImage | None:
+        """The image this lab's Kubernetes nodes boot from: the one its first `up` chose, else the spec's."""
+        recorded = self._state().data.get("image")
+        if recorded is not None:
+            return node_image.NodeImage(Path(recorded)) if recorded else None
+        return node_image.for_spec(self.plan.spec, self.plan.arch)
+
+    def _use_image(self, state: LocalState) -> NodeImage | None:
+        image = self.node_image()
+        if image is not None and not image.built:
+            raise ProviderError(
+                f"node image {image.path} is not built (or was removed while lab '{self.lab_name}' used it): "
+                f"`kubelab up` builds it, or `kubelab image build`; `--no-image` boots from the Debian base"
+            )
+        state.record("image", str(image.path) if image else "")
+        if image is not None:
+            image.add_user(self.state_dir)
+        return image
 
     def ansible_vars(self) -> dict[str, object]:
         shared = {"artifacts_shared_dir": local_node.SHARED_ARTIFACTS} if self._artifacts() else {}
@@ -139,7 +161,7 @@ class LocalProvider(Provider):
     def status(self) -> list[NodeStatus]:
         result = []
         for node in self.plan.nodes:
-            files = self._files(node.name)
+            files = self.node_files(node.name)
             if local_node.read_pid(files, self._leaf(node.name)):
                 state = "running"
             elif files.upper.is_dir():
@@ -212,6 +234,9 @@ class LocalProvider(Provider):
                 self.known_hosts.write_text("".join(f"{line}\n" for line in kept))
 
     def _remove_files(self) -> None:
+        recorded = self._state().data.get("image") if self.state_dir.exists() else None
+        if recorded:
+            node_image.NodeImage(Path(recorded)).remove_user(self.state_dir)
         for path in (self.known_hosts, self.key_file, self.key_file.with_suffix(".pub")):
             path.unlink(missing_ok=True)
         self.lab.connection_inventory.unlink(missing_ok=True)
@@ -295,7 +320,7 @@ class LocalProvider(Provider):
     def _prepare_node(self, node: Node) -> str:
         hosts = {n.name: n.ip for n in self.plan.nodes}
         public_key = self.key_file.with_suffix(".pub").read_text()
-        return local_node.prepare(self._files(node.name), node.name, node.ip, public_key, hosts)
+        return local_node.prepare(self.node_files(node.name), node.name, node.ip, public_key, hosts)
 
     def _write_known_hosts(self, host_keys: dict[str, str]) -> None:
         ips = {n.name: n.ip for n in self.plan.nodes}
@@ -312,9 +337,11 @@ class LocalProvider(Provider):
         found += local_host.find_cgroup_dirs(re.compile(re.escape(leaf)))
         return list(dict.fromkeys(found))
 
-    def _start_node(self, state: LocalState, node: Node, base: Path, progress: Progress) -> None:
+    def _start_node(
+        self, state: LocalState, node: Node, base: Path, image: NodeImage | None, progress: Progress
+    ) -> None:
         files, leaf, netns, veth = (
-            self._files(node.name),
+            self.node_files(node.name),
             self._leaf(node.name),
             self._netns(node.name),
             self._veth(node.name),
@@ -328,12 +355,32 @@ class LocalProvider(Provider):
                 "start them: is a lab with the same name running from another KUBELAB_HOME? Destroy it there first"
             )
         self._stop_node(state, node.name, 0.0)  # dead remnants of a crashed or halted run
+        lowers = self._lowers(state, node, base, image)
         cgroups = local_host.node_cgroup_dirs(leaf)
-        state.record_node(node.name, netns=netns, veth=veth, cgroups=[str(c) for c in cgroups], dir=str(files.dir))
+        state.record_node(
+            node.name, netns=netns, veth=veth, cgroups=[str(c) for c in cgroups], dir=str(files.dir), lowers=lowers
+        )
         progress(node.name, f"starting ({node.ip})")
         local_network.add_netns(netns)
         local_network.plug_node(netns, veth, self.bridge, node.ip, self.plan.spec.node_subnet, self.plan.spec.mtu)
-        local_node.start(files, netns, cgroups, base, node.name, self._artifacts())
+        local_node.start(files, netns, cgroups, [Path(p) for p in lowers], node.name, self._artifacts())
+
+    def _lowers(self, state: LocalState, node: Node, base: Path, image: NodeImage | None) -> list[str]:
+        """The node's read-only layers, top first: those it was created on, else the image's (Kubernetes nodes)
+        over the base. A new node from an image gets the image's containerd data first."""
+        recorded = state.node(node.name).get("lowers")
+        if recorded:
+            missing = [p for p in recorded if not Path(p).is_dir()]
+            if missing:
+                raise ProviderError(
+                    f"node {node.name} was created on {', '.join(missing)}, which is gone: "
+                    f"`kubelab destroy --name {self.lab_name}` and create the lab again"
+                )
+            return list(recorded)
+        if image is None or node.role == "lb":
+            return [str(base)]
+        node_image.seed_containerd(image, self.node_files(node.name).host_dir("containerd"))
+        return [str(image.layer), str(base)]
 
     def _stop_node(self, state: LocalState, name: str, graceful: float) -> bool:
         record = state.node(name)
@@ -344,7 +391,7 @@ class LocalProvider(Provider):
         return found
 
     def _wait_ready(self, state: LocalState, node: Node, started: float, progress: Progress) -> None:
-        files, leaf = self._files(node.name), self._leaf(node.name)
+        files, leaf = self.node_files(node.name), self._leaf(node.name)
         deadline = started + BOOT_TIMEOUT
         conn = self.connections()[node.name]
         pid = None

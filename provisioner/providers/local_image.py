@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from provisioner.lab import cache_home
 from provisioner.providers.base import ProviderError
 from provisioner.providers.local_state import file_lock
 
@@ -64,8 +65,7 @@ BUILD_TIMEOUT = 1800
 
 def cache_root() -> Path:
     """$XDG_CACHE_HOME/kubelab/rootfs (default ~/.cache/kubelab/rootfs)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "kubelab" / "rootfs"
+    return cache_home() / "rootfs"
 
 
 def recipe(suite: str) -> dict[str, object]:

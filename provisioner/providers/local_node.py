@@ -122,7 +122,7 @@ def sysctl_lines(root: str, proc_sys: str = "/proc/sys") -> list[str]:
     ]
 
 
-def init_script(files: NodeFiles, base: Path, hostname: str, artifacts: Path | None = None) -> str:
+def init_script(files: NodeFiles, lowers: list[Path], hostname: str, artifacts: Path | None = None) -> str:
     """Inside the node's namespaces: mount its root and what systemd needs (and the artifacts folder, read-only,
     at SHARED_ARTIFACTS), pivot into it, exec systemd."""
     q = shlex.quote
@@ -140,7 +140,7 @@ def init_script(files: NodeFiles, base: Path, hostname: str, artifacts: Path | N
         "if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then",
         "  echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables",
         "fi",
-        f"mount -t overlay overlay -o lowerdir={q(str(base))},upperdir={q(str(files.upper))},"
+        f"mount -t overlay overlay -o lowerdir={q(':'.join(map(str, lowers)))},upperdir={q(str(files.upper))},"
         f"workdir={q(str(files.work))} {root}",
     ]
     lines += sysctl_lines(root)
@@ -191,12 +191,12 @@ def init_script(files: NodeFiles, base: Path, hostname: str, artifacts: Path | N
 
 
 def start(
-    files: NodeFiles, netns: str, cgroups: list[Path], base: Path, hostname: str, artifacts: Path | None = None
+    files: NodeFiles, netns: str, cgroups: list[Path], lowers: list[Path], hostname: str, artifacts: Path | None = None
 ) -> None:
     """Write the boot scripts and start the node detached (it outlives kubelab)."""
     launcher = files.dir / "boot.sh"
     init = files.dir / "init.sh"
-    init.write_text(init_script(files, base, hostname, artifacts))
+    init.write_text(init_script(files, lowers, hostname, artifacts))
     launcher.write_text(launcher_script(netns, cgroups, init))
     files.pid_file.unlink(missing_ok=True)
     with files.log.open("ab") as log:

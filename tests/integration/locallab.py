@@ -111,9 +111,11 @@ def running_local_lab(
     lb: str = "none",
     lb_nodes: int = 2,
     os: str = "debian-12",
+    no_image: bool = True,
     **spec_overrides: Any,
 ) -> Iterator[LocalLab]:
-    """Render a lab into `home` and bring its nodes up; destroy everything on exit, also after errors."""
+    """Render a lab into `home` and bring its nodes up (from the Debian base unless no_image=False: these labs
+    test the roles on fresh nodes); destroy everything on exit, also after errors."""
     flags = dict(
         name=name,
         provider="local",
@@ -123,6 +125,7 @@ def running_local_lab(
         lb=lb,
         lb_nodes=lb_nodes,
         os=os,
+        no_image=no_image,
         **spec_overrides,
     )
     lab_spec = spec.build_spec(flag_values=flags)

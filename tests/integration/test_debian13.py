@@ -17,7 +17,7 @@ NAME, SUBNET = "it-local-trixie", "10.77.110.0/24"
 def test_trixie_node_up_to_runtime_passes_the_node_checks(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("local namespace nodes need root")
-    flags = ["--name", NAME, "--provider", "local", "--os", "debian-13", "--node-subnet", SUBNET]
+    flags = ["--name", NAME, "--provider", "local", "--os", "debian-13", "--node-subnet", SUBNET, "--no-image"]
     flags += ["--masters", "1", "--workers", "0", "--containerd-source", "distro"]
     try:
         up = kubelab(tmp_path, "up", *flags, "--until", "runtime")

@@ -38,7 +38,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_up_until_status_resume_from_halt_destroy(home: Path) -> None:
-    flags = ["--name", NAME, "--provider", "local", "--node-subnet", SUBNET, "--masters", "1", "--workers", "1"]
+    flags = [
+        *("--name", NAME, "--provider", "local", "--node-subnet", SUBNET, "--masters", "1", "--workers", "1"),
+        "--no-image",
+    ]
     flags += ["--lb", "none", "--containerd-source", "distro"]  # no GitHub downloads here
     first = kubelab(home, "up", *flags, "--until", "nodes")
     assert first.returncode == 0, first.stdout + first.stderr

@@ -39,7 +39,7 @@ def _quiet(_node: str, _message: str) -> None:
 
 
 def _rendered_provider(home: Path, name: str, subnet: str, workers: int = 0) -> LocalProvider:
-    flags = dict(name=name, provider="local", node_subnet=subnet, masters=1, workers=workers, lb="none")
+    flags = dict(name=name, provider="local", node_subnet=subnet, masters=1, workers=workers, lb="none", no_image=True)
     lab_plan = plan.make_plan(spec.build_spec(flag_values=flags))
     lab = LabDir(home / "labs" / name)
     render.write_lab(lab_plan, lab)
@@ -170,7 +170,7 @@ def test_the_cli_creates_shows_reaches_halts_and_destroys_a_lab(tmp_path) -> Non
     try:
         up = kubelab(
             "up", "--name", name, "--provider", "local", "--node-subnet", subnet,
-            "--masters", "1", "--workers", "1", "--lb", "none", "--until", "nodes",
+            "--masters", "1", "--workers", "1", "--lb", "none", "--no-image", "--until", "nodes",
         )  # fmt: skip
         assert up.returncode == 0, up.stdout + up.stderr
         status = kubelab("status", "--name", name)
@@ -216,7 +216,7 @@ UP_SCRIPT = textwrap.dedent(
     from provisioner.providers.local import LocalProvider
 
     home, name, subnet = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    flags = dict(name=name, provider="local", node_subnet=subnet, masters=1, workers=2, lb="none")
+    flags = dict(name=name, provider="local", node_subnet=subnet, masters=1, workers=2, lb="none", no_image=True)
     p = plan.make_plan(spec.build_spec(flag_values=flags))
     lab = LabDir(home / "labs" / name)
     render.write_lab(p, lab)

@@ -30,7 +30,7 @@ NAME = "it-rel"
 SUBNET = "10.77.151.0/24"
 LAB_FLAGS = [
     "--name", NAME, "--provider", "local", "--node-subnet", SUBNET, "--masters", "1", "--workers", "0",
-    "--lb", "haproxy", "--lb-nodes", "2", "--containerd-source", "distro",
+    "--lb", "haproxy", "--lb-nodes", "2", "--containerd-source", "distro", "--no-image",
 ]  # fmt: skip
 KUBELAB = str(Path(sys.executable).parent / "kubelab")
 

@@ -59,7 +59,7 @@ def test_a_node_without_sysctl_files_boots(tmp_path: Path) -> None:
 
 def test_the_init_script_applies_them_to_the_node_root_before_systemd_starts() -> None:
     files = local_node.NodeFiles(Path("/var/lib/kubelab/nodes/master-1"))
-    script = local_node.init_script(files, Path("/base"), "master-1").splitlines()
+    script = local_node.init_script(files, [Path("/base")], "master-1").splitlines()
     start = script.index(
         "for conf in /var/lib/kubelab/nodes/master-1/root/etc/sysctl.conf "
         "/var/lib/kubelab/nodes/master-1/root/etc/sysctl.d/*.conf; do"
