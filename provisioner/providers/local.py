@@ -123,7 +123,7 @@ class LocalProvider(Provider):
             base = local_image.ensure_image(suite, lambda msg: progress(self.lab_name, msg))
             started = time.monotonic()
             state = self._state()
-            image = self._use_image(state)
+            image = self._use_image()
             self._claim_names(state, progress)
             self._ensure_network(state)
             self._ensure_key()
@@ -136,20 +136,24 @@ class LocalProvider(Provider):
             progress(self.lab_name, f"all {len(self.plan.nodes)} nodes ready in {self.last_ready_seconds:.1f} s")
 
     def node_image(self) -> NodeImage | None:
-        """The image this lab's Kubernetes nodes boot from: the one its first `up` chose, else the spec's."""
-        recorded = self._state().data.get("image")
-        if recorded is not None:
-            return node_image.NodeImage(Path(recorded)) if recorded else None
+        """The image for this `up`'s new Kubernetes nodes (the spec's); None when there is none to create. Nodes
+        that exist keep the layers they were created on."""
+        state = self._state()
+        if all(self._created(state, node.name) for node in self.plan.nodes if node.role != "lb"):
+            return None
         return node_image.for_spec(self.plan.spec, self.plan.arch)
 
-    def _use_image(self, state: LocalState) -> NodeImage | None:
+    def _created(self, state: LocalState, name: str) -> bool:
+        upper = self.node_files(name).upper
+        return bool(state.node(name).get("lowers")) or (upper.is_dir() and any(upper.iterdir()))
+
+    def _use_image(self) -> NodeImage | None:
         image = self.node_image()
         if image is not None and not image.built:
             raise ProviderError(
-                f"node image {image.path} is not built (or was removed while lab '{self.lab_name}' used it): "
-                f"`kubelab up` builds it, or `kubelab image build`; `--no-image` boots from the Debian base"
+                f"node image {image.path} is not built: `kubelab up` builds it, or `kubelab image build`; "
+                "`--no-image` boots from the Debian base"
             )
-        state.record("image", str(image.path) if image else "")
         if image is not None:
             image.add_user(self.state_dir)
         return image
@@ -234,9 +238,8 @@ class LocalProvider(Provider):
                 self.known_hosts.write_text("".join(f"{line}\n" for line in kept))
 
     def _remove_files(self) -> None:
-        recorded = self._state().data.get("image") if self.state_dir.exists() else None
-        if recorded:
-            node_image.NodeImage(Path(recorded)).remove_user(self.state_dir)
+        for image in node_image.all_images():
+            image.remove_user(self.state_dir)
         for path in (self.known_hosts, self.key_file, self.key_file.with_suffix(".pub")):
             path.unlink(missing_ok=True)
         self.lab.connection_inventory.unlink(missing_ok=True)
@@ -366,8 +369,8 @@ class LocalProvider(Provider):
         local_node.start(files, netns, cgroups, [Path(p) for p in lowers], node.name, self._artifacts())
 
     def _lowers(self, state: LocalState, node: Node, base: Path, image: NodeImage | None) -> list[str]:
-        """The node's read-only layers, top first: those it was created on, else the image's (Kubernetes nodes)
-        over the base. A new node from an image gets the image's containerd data first."""
+        """The node's read-only layers, top first: those it was created on (the base alone for a node from before
+        node images), else for a new Kubernetes node the image's over the base, with the image's containerd data."""
         recorded = state.node(node.name).get("lowers")
         if recorded:
             missing = [p for p in recorded if not Path(p).is_dir()]
@@ -377,7 +380,7 @@ class LocalProvider(Provider):
                     f"`kubelab destroy --name {self.lab_name}` and create the lab again"
                 )
             return list(recorded)
-        if image is None or node.role == "lb":
+        if image is None or node.role == "lb" or self._created(state, node.name):
             return [str(base)]
         node_image.seed_containerd(image, self.node_files(node.name).host_dir("containerd"))
         return [str(image.layer), str(base)]

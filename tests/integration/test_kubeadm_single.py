@@ -1,13 +1,16 @@
 """A real single-master cluster from a built artifacts folder: 1 master + 1 worker, no load balancer, Flannel.
 
-One lab serves the module, in order: `kubelab up ... --until control-plane` (the API answers /readyz through
-the lab kubeconfig; containerd holds every image of the folder under its exact reference; containers run from
-the pause and etcd images), then `kubelab up` again finishes the lab (workers, cni, verify), then
-`kubelab verify --workloads`; then the day-2 commands: `node add` of a worker, `node remove` of the first one
-(held up by a PodDisruptionBudget first; the new one keeps its name and address), and `reset` followed by
-`up`, which builds a new cluster on the same machines. The lab sits at edges the plan-time limits accept (the
-smallest service range, the API port just below the NodePort range), so the real components cross-check
-those rules. The lab is destroyed at the end, also when a test fails, and must leave nothing.
+One lab serves the module, in order: `kubelab up ... --until control-plane` (its nodes boot from the baked node
+image, built then or found cached; the API answers /readyz through the lab kubeconfig; containerd holds every
+image of the folder under its exact reference; containers run from the pause and etcd images), then `kubelab up`
+again finishes the lab (workers, cni, verify), then `kubelab verify --workloads`; then a second lab of the same
+settings made with `--no-image` reaches the same verified state (same verify results, package versions,
+binaries, images and files under /etc, /opt and /usr on each node) and is destroyed; then the day-2 commands:
+`node add` of a worker, `node remove` of the first one (held up by a PodDisruptionBudget first; the new one
+keeps its name and address), and `reset` followed by `up`, which builds a new cluster on the same machines.
+The lab sits at edges the plan-time limits accept (the smallest service range, the API port just below the
+NodePort range), so the real components cross-check those rules. The lab is destroyed at the end, also when a
+test fails, and must leave nothing.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from clusterlab import ClusterLab, destroyed_after
 from hosttools import require_tools
 
 from provisioner.providers.local import TOOLS as LOCAL_TOOLS
+from provisioner.providers.local_image import image_path as base_image_path
 from provisioner.providers.local_network import netns_name
 
 pytestmark = pytest.mark.integration
 
 NAME = "it-k8s1"
 SUBNET = "10.77.160.0/24"
+PLAIN_NAME, PLAIN_SUBNET = "it-k8s1-plain", "10.77.163.0/24"
 MASTER, WORKER, WORKER_2 = "10.77.160.21", "10.77.160.31", "10.77.160.32"
 # Edges the plan-time limits accept, built for real: the smallest service range (the API service on its 1st
 # address, cluster DNS on its 10th) and, with no load balancer, the API on the last port below the NodePort
@@ -46,9 +51,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterLab]:
         yield ClusterLab(NAME, home, folder, kubernetes_version(folder))
 
 
-def up_flags(lab: ClusterLab) -> list[str]:
+def up_flags(lab: ClusterLab, name: str = NAME, subnet: str = SUBNET) -> list[str]:
     return [
-        *("--provider", "local", "--name", NAME, "--node-subnet", SUBNET),
+        *("--provider", "local", "--name", name, "--node-subnet", subnet),
         *("--masters", "1", "--workers", "1", "--lb", "none", "--cni", CNI),
         *("--service-cidr", SERVICE_CIDR, "--api-port", API_PORT),
         *("--artifacts", str(lab.folder), "--k8s-version", lab.version),
@@ -111,6 +116,58 @@ def test_verify_with_workloads_passes(lab: ClusterLab) -> None:
     done = lab.cli("verify", "--name", NAME, "--workloads")
     assert done.returncode == 0, done.stdout[-4000:]
     assert " 0 failed" in done.stdout
+
+
+def test_the_kubernetes_nodes_boot_from_the_baked_image_and_share_its_containerd_data(lab: ClusterLab) -> None:
+    state = json.loads((lab.root / "local" / "state.json").read_text())
+    image = Path(state["nodes"]["master-1"]["lowers"][0]).parent
+    assert (image / "image.json").is_file(), f"{image} is not a built node image"
+    for node in ("master-1", "worker-1"):
+        assert state["nodes"][node]["lowers"] == [str(image / "layer"), str(base_image_path("bookworm"))]
+        blobs = image / "containerd" / "io.containerd.content.v1.content" / "blobs" / "sha256"
+        blob = next(blobs.iterdir())
+        copy = lab.root / "local" / "nodes" / node / "var-lib" / "containerd" / blob.relative_to(image / "containerd")
+        assert copy.stat().st_ino == blob.stat().st_ino, f"{node}: {copy} is not a link to the image's {blob}"
+    listed = lab.cli("image", "list")
+    row = next(line.split() for line in listed.stdout.splitlines() if line.startswith(image.name))
+    assert row[-1] == "1", listed.stdout  # this lab uses it
+
+
+# What a node holds after the phases, cluster-independent: package versions, the binaries, containerd's images,
+# the enabled units, and every file under /etc, /opt and /usr with its mode and size (the lab's own /etc/hosts
+# entries and /etc/kubernetes, which holds the cluster's certificates, differ between any two labs).
+NODE_STATE = r"""
+dpkg-query -W -f '${Package} ${Version}\n'
+ctr -n k8s.io images ls -q | sort
+sha256sum $(command -v kubeadm kubelet kubectl containerd runc crictl) /etc/containerd/config.toml /etc/crictl.yaml
+systemctl is-enabled containerd kubelet
+find /etc /opt /usr -xdev \( -path /etc/kubernetes -o -path /etc/hosts -o -name __pycache__ \) -prune \
+  -o \( -type f -o -type l \) -printf '%p %m %s\n' | sort
+"""
+
+
+def verify_results(lab: ClusterLab, name: str) -> list[tuple[str, str, str, str]]:
+    rows = json.loads((lab.home / "labs" / name / "verify" / "summary.json").read_text())["results"]
+    return sorted((r["group"], r["node"], r["check"], r["outcome"]) for r in rows)
+
+
+def test_a_lab_made_without_the_image_reaches_the_same_verified_state(lab: ClusterLab) -> None:
+    plain = ClusterLab(PLAIN_NAME, lab.home, lab.folder, lab.version)
+    with destroyed_after(lab.home, PLAIN_NAME, PLAIN_SUBNET):
+        done = plain.cli("up", *up_flags(lab, PLAIN_NAME, PLAIN_SUBNET), "--no-image")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "node image" not in done.stdout
+        again = lab.cli("verify", "--name", NAME)
+        assert again.returncode == 0, again.stdout[-3000:]
+        baked_results, plain_results = verify_results(lab, NAME), verify_results(lab, PLAIN_NAME)
+        assert baked_results == plain_results
+        assert sum(r[3] == "passed" for r in plain_results) > 20
+        for node in ("master-1", "worker-1"):
+            baked, fresh = lab.ssh(node, NODE_STATE), plain.ssh(node, NODE_STATE)
+            assert baked.returncode == fresh.returncode == 0, baked.stderr + fresh.stderr
+            assert len(fresh.stdout.splitlines()) > 1000
+            differ = sorted(set(baked.stdout.splitlines()) ^ set(fresh.stdout.splitlines()))
+            assert not differ, f"{node}: baked and plain nodes differ in {differ[:20]}"
 
 
 def ready_nodes(lab: ClusterLab) -> dict[str, str]:

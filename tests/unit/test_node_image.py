@@ -11,7 +11,10 @@ import pytest
 import yaml
 
 from provisioner import node_image
-from provisioner.lab import REPO_ROOT
+from provisioner.lab import REPO_ROOT, LabDir
+from provisioner.plan import Node, make_plan
+from provisioner.providers.base import ProviderError
+from provisioner.providers.local import LocalProvider
 from provisioner.spec import LabSpec, build_spec
 from provisioner.spec_layers import spec_differences
 
@@ -189,3 +192,46 @@ def test_a_lab_made_before_the_no_image_key_existed_is_not_a_changed_spec() -> N
     old = {k: v for k, v in new.items() if k != "no_image"}
     assert spec_differences(old, new) == []
     assert spec_differences(old, {**new, "no_image": True}) == ["no_image: False -> True"]
+
+
+def local_provider(tmp_path: Path, **flags: object) -> LocalProvider:
+    plan = make_plan(local_spec(name="imgtest", workers=1, **flags), arch="amd64")
+    return LocalProvider(plan, LabDir(tmp_path / "labs" / "imgtest"))
+
+
+def test_new_kubernetes_nodes_get_the_image_over_the_base_and_lb_nodes_the_base(tmp_path: Path) -> None:
+    provider = local_provider(tmp_path)
+    planned = provider.node_image()
+    assert planned is not None and not planned.built
+    image = make_image(planned.name)
+    state = provider._state()
+    base = tmp_path / "base"
+    master, worker = provider.plan.nodes
+    assert provider._lowers(state, master, base, image) == [str(image.layer), str(base)]
+    assert (provider.node_files("master-1").host_dir("containerd") / "io.containerd.metadata.v1.bolt").is_dir()
+    lb = Node("lb-1", "lb", 1, "10.77.1.11", 1, 512)
+    assert provider._lowers(state, lb, base, image) == [str(base)]
+    # A node from before node images (its layer has data, no layers recorded) keeps the base alone.
+    (provider.node_files("worker-1").upper / "etc").mkdir(parents=True)
+    assert provider._lowers(state, worker, base, image) == [str(base)]
+
+
+def test_nodes_keep_the_layers_they_were_created_on(tmp_path: Path) -> None:
+    provider = local_provider(tmp_path)
+    state = provider._state()
+    old = make_image("debian-12-k8s1.35.4-000000000009")
+    for name in ("master-1", "worker-1"):
+        state.record_node(name, lowers=[str(old.layer), str(tmp_path)])
+    assert provider.node_image() is None  # nothing new to boot: no image to build
+    master = provider.plan.nodes[0]
+    assert provider._lowers(state, master, tmp_path / "new-base", None) == [str(old.layer), str(tmp_path)]
+    shutil.rmtree(old.path)
+    with pytest.raises(ProviderError, match=r"was created on .* which is gone"):
+        provider._lowers(state, master, tmp_path, None)
+
+
+def test_an_image_that_is_not_built_is_refused_before_a_node_starts(tmp_path: Path) -> None:
+    provider = local_provider(tmp_path)
+    with pytest.raises(ProviderError, match="is not built: `kubelab up` builds it"):
+        provider._use_image()
+    assert local_provider(tmp_path, no_image=True)._use_image() is None
