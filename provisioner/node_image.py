@@ -75,8 +75,8 @@ def _file_digests(paths: tuple[str, ...], root: Path) -> dict[str, str]:
 
 def inputs(spec: LabSpec, arch: str, root: Path = REPO_ROOT) -> dict[str, Any]:
     """Everything that decides an image's content for this spec; its hash is the image's key."""
-    from provisioner.providers import local_image, local_node
-    from provisioner.providers.local import PROVIDER_VARS
+    from provisioner.providers import local_image
+    from provisioner.providers.local_vars import PROVIDER_VARS, SHARED_ARTIFACTS
 
     manifest = Path(spec.artifacts).expanduser() / "artifacts.json" if spec.artifacts else None
     return {
@@ -86,7 +86,7 @@ def inputs(spec: LabSpec, arch: str, root: Path = REPO_ROOT) -> dict[str, Any]:
         "kubernetes_version": spec.kubernetes_version,
         "containerd": [spec.containerd_source, spec.containerd_version],
         "artifacts": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest and manifest.is_file() else None,
-        "provider_vars": {**PROVIDER_VARS, "shared_artifacts": local_node.SHARED_ARTIFACTS},
+        "provider_vars": {**PROVIDER_VARS, "shared_artifacts": SHARED_ARTIFACTS},
         "per_node_paths": PER_NODE_PATHS,
         "files": _file_digests(KEY_PATHS, root),
     }

@@ -21,6 +21,7 @@ from provisioner.plan import Node, Plan
 from provisioner.providers import local_host, local_image, local_network, local_node, local_remnants
 from provisioner.providers.base import Connection, NodeStatus, Progress, Provider, ProviderError
 from provisioner.providers.local_state import LocalState, file_lock
+from provisioner.providers.local_vars import PROVIDER_VARS, SHARED_ARTIFACTS
 
 BOOT_TIMEOUT = 180.0  # seconds for every node to reach `running`, all booting at once on a small host
 HALT_TIMEOUT = 30.0
@@ -35,20 +36,6 @@ TOOLS = {
     "debootstrap": "debootstrap",
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
-}
-# Inventory variables the playbooks apply on namespace nodes, which share this host's kernel and cgroups.
-PROVIDER_VARS: dict[str, object] = {
-    # The nodes lack CAP_SYS_RESOURCE: without this every pod sandbox fails in runc.
-    "containerd_restrict_oom_score_adj": True,
-    # The conntrack table size cannot be set from inside a network namespace.
-    "kubeadm_kube_proxy_conntrack_max_per_core": 0,
-    # The nodes see the host's cgroup v1 hierarchies; kubelet 1.35+ refuses v1 unless told not to.
-    "kubeadm_kubelet_fail_cgroup_v1": False,
-    # kubeadm's SystemVerification refuses cgroup v1 for kubelet 1.35+ even with failCgroupV1 false, and says
-    # to skip it explicitly: the nodes see this host's cgroup v1 hierarchies. Nothing else is ignored, at
-    # init and join (kubeadm role) and at `kubeadm upgrade apply|node` (kube_upgrade role).
-    "kubeadm_ignore_preflight_errors": ["SystemVerification"],
-    "kube_upgrade_ignore_preflight_errors": ["SystemVerification"],
 }
 
 
@@ -159,7 +146,7 @@ class LocalProvider(Provider):
         return image
 
     def ansible_vars(self) -> dict[str, object]:
-        shared = {"artifacts_shared_dir": local_node.SHARED_ARTIFACTS} if self._artifacts() else {}
+        shared = {"artifacts_shared_dir": SHARED_ARTIFACTS} if self._artifacts() else {}
         return {**PROVIDER_VARS, **shared}
 
     def status(self) -> list[NodeStatus]:

@@ -12,14 +12,13 @@ from pathlib import Path
 
 from provisioner.providers import local_host
 from provisioner.providers.base import ProviderError
+from provisioner.providers.local_vars import SHARED_ARTIFACTS
 
 # Directories kept on plain host directories: containerd's overlayfs snapshotter cannot sit on the node's
 # overlay root, and kubelet's cadvisor wants a real block device behind its data.
 HOST_DIRS = ("containerd", "kubelet", "etcd")
 SHUTDOWN_COMM = "systemd-shutdow"  # /proc/PID/comm of systemd-shutdown (names are cut to 15 characters)
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Where a node sees the lab's artifacts folder (read-only), so the phases install from it without copying.
-SHARED_ARTIFACTS = "/var/lib/kubelab/host-artifacts"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from role_templates import (
 )
 
 from provisioner import versions
-from provisioner.providers.local import PROVIDER_VARS
+from provisioner.providers.local_vars import PROVIDER_VARS
 
 MINORS = ("1.35", "1.36", "1.37")
 OFFLINE = {"kubelab_artifacts_dir": "/srv/kubelab-artifacts", "kubelab_offline": True}
