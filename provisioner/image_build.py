@@ -71,11 +71,13 @@ def build(image: NodeImage, spec: LabSpec, arch: str, out: TextIO) -> NodeImage:
             return image
         started = time.monotonic()
         work = image.path.with_name(f".build-{image.name}")
-        remove_tree(work)  # a build that was killed
         lab = LabDir(work / "lab")
         plan = make_plan(bake_spec(spec, image), arch=arch)
-        write_lab(plan, lab)
         provider = LocalProvider(plan, lab)
+        if work.exists():  # a build that was killed: its node may still run
+            provider.destroy()
+            remove_tree(work)
+        write_lab(plan, lab)
         print(f"baking node image {image.name} on one throw-away node ({', '.join(node_image.BAKED_PHASES)})", file=out)
         try:
             if run_phases(lab, plan, provider, None, node_image.BAKED_PHASES[-1], out) != 0:
