@@ -59,6 +59,7 @@ def bake_spec(spec: LabSpec, image: NodeImage) -> LabSpec:
 
 def build(image: NodeImage, spec: LabSpec, arch: str, out: TextIO) -> NodeImage:
     """Build `image` for `spec` unless it is cached; one builder at a time, others wait and reuse its result."""
+    from provisioner.cache import write_lab_vars
     from provisioner.lifecycle import run_phases
     from provisioner.plan import make_plan
     from provisioner.providers.local import LocalProvider
@@ -78,6 +79,7 @@ def build(image: NodeImage, spec: LabSpec, arch: str, out: TextIO) -> NodeImage:
             provider.destroy()
             remove_tree(work)
         write_lab(plan, lab)
+        write_lab_vars(lab, "local", plan.spec.node_subnet)  # the host's apt cache, if it runs (offline hosts)
         print(f"baking node image {image.name} on one throw-away node ({', '.join(node_image.BAKED_PHASES)})", file=out)
         try:
             if run_phases(lab, plan, provider, None, node_image.BAKED_PHASES[-1], out) != 0:

@@ -35,7 +35,8 @@ KEY_PATHS = (
     "templates/inventory.yml.j2",
 )
 # The throw-away node's identity, removed from its layer: every node writes its own at boot (hostname, hosts,
-# machine-id, resolver, SSH host key and login key) or in the phases (the kubelet's node IP).
+# machine-id, resolver, SSH host key and login key) or in the phases (the kubelet's node IP, and the apt cache
+# settings of apt_proxy, which name the lab's own bridge address).
 PER_NODE_PATHS = (
     "etc/hostname",
     "etc/hosts",
@@ -44,6 +45,8 @@ PER_NODE_PATHS = (
     "etc/ssh/ssh_host_ed25519_key",
     "etc/ssh/ssh_host_ed25519_key.pub",
     "etc/default/kubelet",
+    "etc/apt/apt.conf.d/01kubelab-proxy",
+    "usr/local/lib/kubelab/apt-proxy-detect",
     "var/lib/dbus/machine-id",
     "var/lib/systemd/random-seed",
     "var/log/journal",
