@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -38,7 +39,20 @@ class ProgressLines(io.TextIOBase):
         return len(text)
 
 
-def bake_spec(spec: LabSpec, image: NodeImage) -> LabSpec:
+def free_subnet(first: int) -> str:
+    """The first 10.77.X.0/24 from X = first on (wrapping) that the host routes nowhere: a bake may run while other
+    labs exist, e.g. `node add` after an upgrade."""
+    from provisioner.providers.local_network import routed_networks
+
+    routed = [network for network, _dst, _dev in routed_networks()]
+    for step in range(250):
+        subnet = ipaddress.IPv4Network(f"10.77.{(first - 1 + step) % 250 + 1}.0/24")
+        if not any(subnet.overlaps(network) for network in routed):
+            return str(subnet)
+    raise ImageError("no free 10.77.X.0/24 subnet for the node image's throw-away node: destroy a lab first")
+
+
+def bake_spec(spec: LabSpec, image: NodeImage, subnet: str) -> LabSpec:
     """The throw-away lab: one master of the spec's OS and versions, named after the image's key."""
     from provisioner import spec as spec_mod
 
@@ -48,7 +62,7 @@ def bake_spec(spec: LabSpec, image: NodeImage) -> LabSpec:
             masters=1,
             workers=0,
             lb="none",
-            node_subnet="auto",
+            node_subnet=subnet,
             vip="auto",
             mtu=None,
             no_image=True,
@@ -73,7 +87,8 @@ def build(image: NodeImage, spec: LabSpec, arch: str, out: TextIO) -> NodeImage:
         started = time.monotonic()
         work = image.path.with_name(f".build-{image.name}")
         lab = LabDir(work / "lab")
-        plan = make_plan(bake_spec(spec, image), arch=arch)
+        key = image.name.rsplit("-", 1)[-1]
+        plan = make_plan(bake_spec(spec, image, free_subnet(int(key, 16) % 250 + 1)), arch=arch)
         provider = LocalProvider(plan, lab)
         if work.exists():  # a build that was killed: its node may still run
             provider.destroy()

@@ -45,21 +45,30 @@ def netns_exists(name: str) -> bool:
     return (NETNS_DIR / name).exists()
 
 
+def routed_networks(except_dev: str | None = None) -> list[tuple[ipaddress.IPv4Network, str, str]]:
+    """(network, route destination, device) of every non-default IPv4 route of the host, except through `except_dev`."""
+    routes = json.loads(run(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout or "[]")
+    found = []
+    for route in routes:
+        dst = route.get("dst", "")
+        if dst in ("default", "") or route.get("dev") == except_dev:
+            continue
+        try:
+            network = ipaddress.IPv4Network(dst, strict=False)
+        except ValueError:
+            continue
+        if network.prefixlen:
+            found.append((network, dst, route.get("dev", "?")))
+    return found
+
+
 def check_subnet_free(subnet: str, bridge: str) -> None:
     """Refuse a subnet that the host already routes through something other than this lab's bridge."""
     network = ipaddress.IPv4Network(subnet)
-    routes = json.loads(run(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout or "[]")
-    for route in routes:
-        dst = route.get("dst", "")
-        if dst in ("default", ""):
-            continue
-        try:
-            routed = ipaddress.IPv4Network(dst, strict=False)
-        except ValueError:
-            continue
-        if routed.prefixlen and routed.overlaps(network) and route.get("dev") != bridge:
+    for routed, dst, dev in routed_networks(except_dev=bridge):
+        if routed.overlaps(network):
             raise ProviderError(
-                f"node subnet {subnet} is already in use on this host ({dst} via {route.get('dev', '?')}): "
+                f"node subnet {subnet} is already in use on this host ({dst} via {dev}): "
                 "pick a free one with --node-subnet, or destroy the lab that uses it"
             )
 

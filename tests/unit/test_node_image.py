@@ -3,6 +3,7 @@ data as links, prune keeps what labs use."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 from pathlib import Path
@@ -10,9 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner import node_image
+from provisioner import image_build, node_image
 from provisioner.lab import REPO_ROOT, LabDir
 from provisioner.plan import Node, make_plan
+from provisioner.providers import local_network
 from provisioner.providers.base import ProviderError
 from provisioner.providers.local import LocalProvider
 from provisioner.spec import LabSpec, build_spec
@@ -235,3 +237,13 @@ def test_an_image_that_is_not_built_is_refused_before_a_node_starts(tmp_path: Pa
     with pytest.raises(ProviderError, match="is not built: `kubelab up` builds it"):
         provider._use_image()
     assert local_provider(tmp_path, no_image=True)._use_image() is None
+
+
+def test_the_bake_node_takes_the_first_subnet_no_lab_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    routed = [ipaddress.IPv4Network("10.77.0.0/23"), ipaddress.IPv4Network("10.77.250.0/24")]
+    monkeypatch.setattr(local_network, "routed_networks", lambda: [(n, str(n), "klb") for n in routed])
+    assert image_build.free_subnet(7) == "10.77.7.0/24"
+    assert image_build.free_subnet(250) == "10.77.2.0/24"  # .250 and .1 are taken, wraps past .0
+    routed.append(ipaddress.IPv4Network("10.77.0.0/16"))
+    with pytest.raises(image_build.ImageError, match="no free"):
+        image_build.free_subnet(7)
