@@ -106,7 +106,7 @@ def source_flags(artifacts: Path | None) -> list[str]:
     if artifacts is None:
         return ["--containerd-source", "distro"]
     version = json.loads((artifacts / "artifacts.json").read_text())["kubernetes_version"]
-    return ["--artifacts", str(artifacts), "--k8s-version", version]
+    return ["--artifacts", str(artifacts), "--k8s-version", version, "--cni", "flannel"]
 
 
 def measure(size: int, variant: str, home: Path, base_env: dict[str, str], artifacts: Path | None) -> dict[str, float]:
