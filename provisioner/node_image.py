@@ -82,13 +82,15 @@ def inputs(spec: LabSpec, arch: str, root: Path = REPO_ROOT) -> dict[str, Any]:
     from provisioner.providers.local_vars import PROVIDER_VARS, SHARED_ARTIFACTS
 
     manifest = Path(spec.artifacts).expanduser() / "artifacts.json" if spec.artifacts else None
+    folder = json.loads(manifest.read_text()) if manifest and manifest.is_file() else None
     return {
         "recipe": RECIPE_VERSION,
         "base": local_image.image_path(boxes.LOCAL_SUITES[spec.os]).name,
         "arch": arch,
         "kubernetes_version": spec.kubernetes_version,
         "containerd": [spec.containerd_source, spec.containerd_version],
-        "artifacts": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest and manifest.is_file() else None,
+        # The folder's files by checksum; not when it was built (a rebuild from the caches makes the same files).
+        "artifacts": {key: value for key, value in folder.items() if key != "built"} if folder else None,
         "provider_vars": {**PROVIDER_VARS, "shared_artifacts": SHARED_ARTIFACTS},
         "per_node_paths": PER_NODE_PATHS,
         "files": _file_digests(KEY_PATHS, root),

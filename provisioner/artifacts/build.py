@@ -8,6 +8,7 @@ went into them, and the folder is moved into place only when complete, so a fail
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -21,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -336,8 +338,13 @@ class Builder:
 
 
 def _tar(target: Path, members: dict[str, Path], gz: bool = True) -> None:
-    """A reproducible tarball of ``members`` (name in the archive -> file), all 0755 root-owned files."""
-    with tarfile.open(target, "w:gz" if gz else "w", format=tarfile.PAX_FORMAT) as tar:
+    """A reproducible tarball of ``members`` (name in the archive -> file), all 0755 root-owned files; the gzip
+    header holds no time or name either, so a rebuild gives the same bytes (and the node images the same key)."""
+    with (
+        target.open("wb") as raw,
+        gzip.GzipFile("", "wb", fileobj=raw, mtime=0) if gz else nullcontext(raw) as out,
+        tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for name, source in sorted(members.items()):
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = source.stat().st_size, 0o755, 0

@@ -95,9 +95,14 @@ def test_versions_os_containerd_and_the_artifacts_folder_are_in_the_key(tmp_path
         key(base.replace(containerd_version="2.2.1")),
         key(base.replace(artifacts=None)),
     }
-    (folder / "artifacts.json").write_text('{"format": 1, "files": []}')
+    (folder / "artifacts.json").write_text('{"format": 1, "artifacts": [{"name": "kubeadm", "sha256": "ab"}]}')
     keys.add(key(base))
     assert len(keys) == 6
+    # The same files rebuilt later: the same image.
+    (folder / "artifacts.json").write_text(
+        '{"format": 1, "artifacts": [{"name": "kubeadm", "sha256": "ab"}], "built": "2026-12-07T06:22:56Z"}'
+    )
+    assert key(base) in keys
 
 
 def test_settings_a_node_does_not_bake_share_the_image() -> None:
