@@ -343,7 +343,7 @@ def cmd_image_list(args: argparse.Namespace) -> int:
 def cmd_image_prune(args: argparse.Namespace) -> int:
     from provisioner import node_image
 
-    removed = node_image.prune(keep_used=True)
+    removed = node_image.prune()
     for image in removed:
         print(f"removed {image.name}")
     kept = len(node_image.all_images())

@@ -58,7 +58,7 @@ def bake_spec(spec: LabSpec, image: NodeImage, subnet: str) -> LabSpec:
 
     return spec_mod.resolve(
         spec.replace(
-            name="img-" + image.name.rsplit("-", 1)[-1],
+            name="img-" + image.key,
             masters=1,
             workers=0,
             lb="none",
@@ -87,8 +87,7 @@ def build(image: NodeImage, spec: LabSpec, arch: str, out: TextIO) -> NodeImage:
         started = time.monotonic()
         work = image.path.with_name(f".build-{image.name}")
         lab = LabDir(work / "lab")
-        key = image.name.rsplit("-", 1)[-1]
-        plan = make_plan(bake_spec(spec, image, free_subnet(int(key, 16) % 250 + 1)), arch=arch)
+        plan = make_plan(bake_spec(spec, image, free_subnet(int(image.key, 16) % 250 + 1)), arch=arch)
         provider = LocalProvider(plan, lab)
         if work.exists():  # a build that was killed: its node may still run
             provider.destroy()

@@ -108,6 +108,11 @@ class NodeImage:
         return self.path.name
 
     @property
+    def key(self) -> str:
+        """The hash of its inputs, the last part of its name."""
+        return self.name.rsplit("-", 1)[-1]
+
+    @property
     def layer(self) -> Path:
         return self.path / "layer"
 
@@ -184,14 +189,11 @@ def remove(image: NodeImage) -> None:
     image.path.with_name(image.name + ".lock").unlink(missing_ok=True)
 
 
-def prune(keep_used: bool = True) -> list[NodeImage]:
-    """Remove images no existing lab uses (with keep_used False: every image). Returns the removed ones."""
-    removed = []
-    for image in all_images():
-        if keep_used and image.lab_folders():
-            continue
+def prune() -> list[NodeImage]:
+    """Remove the images no existing lab uses; returns them."""
+    removed = [image for image in all_images() if not image.lab_folders()]
+    for image in removed:
         remove(image)
-        removed.append(image)
     return removed
 
 
