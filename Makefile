@@ -9,15 +9,15 @@ lab: venv
 	$(BIN)/kubelab up
 
 test: venv host-deps
-	$(BIN)/ruff check provisioner tests bench
+	$(BIN)/ruff check provisioner tests bench playbooks
 	$(BIN)/python -m pytest -q -ra tests
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -ra tests/unit tests/render
 
 lint: venv
-	$(BIN)/ruff check provisioner tests bench
-	$(BIN)/ruff format --check provisioner tests bench
+	$(BIN)/ruff check provisioner tests bench playbooks
+	$(BIN)/ruff format --check provisioner tests bench playbooks
 
 venv: $(VENV)/.installed
 

@@ -25,7 +25,7 @@ RECIPE_VERSION = 1
 BAKED_PHASES = ("prepare", "runtime", "packages")
 # The roles those phases' playbooks run; tests/unit/test_node_image.py checks that no other role is used.
 BAKED_ROLES = ("apt_proxy", "prepare", "artifacts", "containerd", "kube_packages")
-# Files whose content goes into the key, below REPO_ROOT (folders: every file in them).
+# Files whose content goes into the key, below REPO_ROOT (folders: every file in them but NOT_KEY_PARTS).
 KEY_PATHS = (
     "playbooks/ansible.cfg",
     "playbooks/filter_plugins",
@@ -34,6 +34,8 @@ KEY_PATHS = (
     "templates/group_vars.yml.j2",
     "templates/inventory.yml.j2",
 )
+# Folders inside those that never reach a node: Python caches and a role's molecule scenarios (its tests).
+NOT_KEY_PARTS = frozenset({"__pycache__", "molecule"})
 # The throw-away node's identity, removed from its layer: every node writes its own at boot (hostname, hosts,
 # machine-id, resolver, SSH host key and login key) or in the phases (the kubelet's node IP, and the apt cache
 # settings of apt_proxy, which name the lab's own bridge address).
@@ -71,7 +73,7 @@ def _file_digests(paths: tuple[str, ...], root: Path) -> dict[str, str]:
         top = root / rel
         files = sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else [top]
         for path in files:
-            if "__pycache__" not in path.parts:
+            if not NOT_KEY_PARTS.intersection(path.relative_to(top).parts):
                 digests[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return digests
 

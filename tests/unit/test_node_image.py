@@ -83,6 +83,17 @@ def test_a_role_outside_the_baked_phases_does_not_change_the_key(repo: Path) -> 
     assert key(spec, repo) == before
 
 
+def test_a_baked_roles_molecule_scenario_does_not_change_the_key(repo: Path) -> None:
+    spec = local_spec()
+    before = key(spec, repo)
+    scenario = repo / "playbooks" / "roles" / "containerd" / "molecule" / "containerd"
+    scenario.mkdir(parents=True, exist_ok=True)
+    (scenario / "converge.yml").write_text("# changed\n")
+    assert key(spec, repo) == before
+    (repo / "playbooks" / "roles" / "containerd" / "defaults" / "main.yml").write_text("# changed\n")
+    assert key(spec, repo) != before
+
+
 def test_versions_os_containerd_and_the_artifacts_folder_are_in_the_key(tmp_path: Path) -> None:
     folder = tmp_path / "artifacts"
     folder.mkdir()
