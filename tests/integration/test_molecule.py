@@ -2,8 +2,9 @@
 
 Each scenario's create and destroy playbooks (tests/molecule/) make and remove a `local` lab with kubelab itself;
 the role converges twice (molecule fails the idempotence step on any changed task) and the testinfra verifier runs
-kubelab's shipped checks plus the scenario's own tests. Here each run gets its own molecule folder (and with it the
-lab's KUBELAB_HOME) under the test's temporary folder; afterwards nothing of the lab may be left on the host.
+kubelab's shipped checks plus the scenario's own tests. A scenario whose lab file names an artifacts folder gets
+the tests' folder (builtartifacts.py), as the cluster modules do. Each run gets its own molecule folder (and with
+it the lab's KUBELAB_HOME) under the test's temporary folder; afterwards nothing of the lab may be left on the host.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from builtartifacts import built_folder
 from hosttools import require_tools
 from locallab import fail_if_left, sweep
 
@@ -40,6 +42,8 @@ def test_role_scenario(scenario: Path, tmp_path: Path) -> None:
         "MOLECULE_EPHEMERAL_DIRECTORY": str(tmp_path / "molecule"),
         "NO_COLOR": "1",
     }
+    if "artifacts" in lab:  # the tests' folder, built (or rebuilt from the caches) once per session
+        env["KUBELAB_MOLECULE_ARTIFACTS"] = str(built_folder())
     try:
         done = subprocess.run(
             [str(Path(sys.executable).parent / "molecule"), "test", "-s", scenario.name],
