@@ -27,7 +27,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--kubelab-phases",
         metavar="LIST",
-        help="comma-separated phases that are done (default: from the lab's state file; none recorded = all)",
+        help="comma-separated phases that are done, `all` or `none` (default: from the lab's state file; none"
+        " recorded = all)",
     )
     group.addoption("--kubelab-json", metavar="FILE", help="write one result per node and check as JSON")
     group.addoption("--kubelab-kubectl", choices=("auto", "host", "master"), default="auto", help="where kubectl runs")
@@ -53,10 +54,10 @@ def _done(config: pytest.Config, lab: LabFacts) -> set[str] | None:
     if given is None:
         return phases_done(lab.root)
     names = {p.strip() for p in given.split(",") if p.strip()}
-    unknown = names - set(PHASES) - {"all"}
+    unknown = names - set(PHASES) - {"all", "none"}
     if unknown:
         raise pytest.UsageError(f"--kubelab-phases: unknown phase(s) {sorted(unknown)}; known: {', '.join(PHASES)}")
-    return None if "all" in names else names
+    return None if "all" in names else names - {"none"}
 
 
 def item_node(item: pytest.Item) -> str | None:

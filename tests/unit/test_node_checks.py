@@ -178,6 +178,23 @@ def test_phases_from_the_state_file(tmp_path):
 # --- verify report --------------------------------------------------------------------------------
 
 
+def test_phases_given_on_the_command_line(tmp_path):
+    class Config:
+        def __init__(self, value):
+            self.value = value
+
+        def getoption(self, name):
+            return self.value
+
+    lab = labfacts.read_lab(write_lab(tmp_path).root)
+    assert conftest._done(Config("none"), lab) == set()  # verify's argv when no phase is done
+    assert conftest._done(Config("all"), lab) is None
+    assert conftest._done(Config("prepare,runtime"), lab) == {"prepare", "runtime"}
+    with pytest.raises(pytest.UsageError, match="unknown phase"):
+        conftest._done(Config("prepare,bogus"), lab)
+    assert "--kubelab-phases=none" in verify.pytest_argv(LabDir(tmp_path), {"nodes"}, phases=set())
+
+
 def test_parse_groups():
     assert verify.parse_groups("nodes, lb") == {"nodes", "lb"}
     assert verify.parse_groups(None) is None
