@@ -44,6 +44,12 @@ def lab_file(scenario: Path) -> dict[str, Any]:
     return yaml.safe_load((scenario / "lab.yml").read_text())
 
 
+def folder_env(lab: dict[str, Any]) -> dict[str, str]:
+    """The tests' artifacts folder for a lab file that names one (built, or rebuilt from the caches, once per
+    session)."""
+    return {"KUBELAB_MOLECULE_ARTIFACTS": str(built_folder())} if "artifacts" in lab else {}
+
+
 def run_scenario(scenario: Path, work: Path) -> subprocess.CompletedProcess[str]:
     """`molecule test -s NAME` in the role's folder; the lab swept from the host when molecule did not finish."""
     env = {
@@ -51,9 +57,8 @@ def run_scenario(scenario: Path, work: Path) -> subprocess.CompletedProcess[str]
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "MOLECULE_EPHEMERAL_DIRECTORY": str(work / "molecule"),
         "NO_COLOR": "1",
+        **folder_env(lab_file(scenario)),
     }
-    if "artifacts" in lab_file(scenario):  # the tests' folder, built (or rebuilt from the caches) once per session
-        env["KUBELAB_MOLECULE_ARTIFACTS"] = str(built_folder())
     try:
         return subprocess.run(
             [str(Path(sys.executable).parent / "molecule"), "test", "-s", scenario.name],
@@ -78,8 +83,8 @@ def host_ready() -> None:
 @pytest.fixture(scope="module")
 def side_by_side(host_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Path, Future[Any]]]:
     """The scenarios that may share the host, started together on PARALLEL workers."""
-    if any("artifacts" in lab_file(s) for s in SCENARIOS):
-        built_folder()  # once, before the workers start
+    for scenario in SCENARIOS:
+        folder_env(lab_file(scenario))  # the folder built before the workers start
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         runs = {
             scenario: pool.submit(run_scenario, scenario, tmp_path_factory.mktemp(scenario.name))

@@ -1,7 +1,9 @@
-"""kube-vip holding the API's VIP on three masters: kubelab's shipped checks, the edge VIP and port, and failover."""
+"""kube-vip holding the API's VIP on three masters: kubelab's shipped checks, the edge VIP and port, `kubelab up`
+finishing the lab with nothing left to change and its verify passing, and failover of the VIP's holder."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,10 +31,22 @@ def test_the_api_answers_on_the_edge_vip_and_port(lab: LabFacts) -> None:
     assert server == f"https://{SCENARIO_LAB['vip']}:{SCENARIO_LAB['api_port']}"
 
 
+def kubelab(*args: str) -> subprocess.CompletedProcess[str]:
+    """The kubelab CLI on this scenario's lab (KUBELAB_HOME comes from the scenario's environment)."""
+    argv = [str(Path(sys.executable).parent / "kubelab"), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=1200)
+
+
+def test_kubelab_up_finds_nothing_to_change_and_verifies_every_group(lab: LabFacts) -> None:
+    done = kubelab("up", "--name", lab.root.name)
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
+    for phase in ("loadbalancer", "control-plane", "workers", "cni"):
+        line = next(line for line in done.stdout.splitlines() if line.startswith(f"✓ {phase} "))
+        assert not re.search(r"[1-9]\d* changed", line), line  # (workers: no host to run on)
+    assert "✓ verify" in done.stdout and " 0 failed" in done.stdout
+
+
 def test_failover_of_the_kube_vip_holder_keeps_the_api_up(lab: LabFacts) -> None:
-    kubelab = Path(sys.executable).parent / "kubelab"
-    done = subprocess.run(
-        [str(kubelab), "test", "failover", "--name", lab.root.name], capture_output=True, text=True, timeout=1200
-    )
+    done = kubelab("test", "failover", "--name", lab.root.name)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
     assert "PASS  VIP moved" in done.stdout and "PASS  API answers through the VIP" in done.stdout
