@@ -372,11 +372,13 @@ def check_artifacts(folder: Path | str, spec: LabSpec, arch: str = "amd64") -> N
     problems: list[str] = []
     have = str(manifest.get("kubernetes_version", "")).lstrip("v")
     want = spec.kubernetes_version.lstrip("v")
+    other_version = bool(have) and (
+        (versions.parse_kubernetes_version(want)[2] is None and versions.minor_of(have) != want)
+        or (versions.parse_kubernetes_version(want)[2] is not None and have != want)
+    )
     if not have:
         problems.append(f"{MANIFEST} does not say which Kubernetes version the folder holds (kubernetes_version)")
-    elif (versions.parse_kubernetes_version(want)[2] is None and versions.minor_of(have) != want) or (
-        versions.parse_kubernetes_version(want)[2] is not None and have != want
-    ):
+    elif other_version:
         problems.append(f"the folder holds Kubernetes {have}, the lab wants {want}")
     if manifest.get("arch", arch) != arch:
         problems.append(f"the folder holds {manifest.get('arch')} files, this lab's nodes are {arch}")
@@ -400,6 +402,12 @@ def check_artifacts(folder: Path | str, spec: LabSpec, arch: str = "amd64") -> N
         problems.extend(_entry_problems(folder, path, entry))
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
+        if other_version:  # another version's folder: a folder of its own for the wanted one
+            raise ArtifactsError(
+                f"artifacts folder {folder} cannot serve Kubernetes {want} with cni {spec.cni}:\n{listing}\n"
+                f"Pass a folder of {want}, or make one with `kubelab artifacts build --k8s-version {want} --cni "
+                f"{spec.cni} --out DIR` (or `kubelab artifacts fetch` on a connected machine)."
+            )
         raise ArtifactsError(
             f"artifacts folder {folder} cannot serve Kubernetes {needs.kubernetes_version} with cni {spec.cni}:\n"
             f"{listing}\nFill it with `kubelab artifacts fetch --k8s-version {needs.kubernetes_version} "

@@ -250,8 +250,10 @@ def test_wrong_version_no_manifest_and_debs_form(tmp_path):
         artifacts.check_artifacts(tmp_path, spec())
     fill(tmp_path, Needs("1.36.5", "none", form="debs"))
     assert artifacts.check_artifacts(tmp_path, spec(cni="none")).form == "debs"
-    with pytest.raises(ArtifactsError, match=r"holds Kubernetes 1\.36\.5, the lab wants 1\.37"):
+    with pytest.raises(ArtifactsError, match=r"holds Kubernetes 1\.36\.5, the lab wants 1\.37") as other:
         artifacts.check_artifacts(tmp_path, spec(cni="none", kubernetes_version="1.37"))
+    assert str(other.value).startswith(f"artifacts folder {tmp_path} cannot serve Kubernetes 1.37 with cni none")
+    assert "artifacts build --k8s-version 1.37 --cni none --out DIR" in str(other.value)
 
 
 def test_export_commands():
