@@ -8,9 +8,11 @@ BIN = $(VENV)/bin
 lab: venv
 	$(BIN)/kubelab up
 
+# Two pytest-xdist workers, one test file each at a time (a module's lab serves its tests): the cluster tests
+# mostly wait on their nodes, so the HA module runs beside the others.
 test: venv host-deps
 	$(BIN)/ruff check provisioner tests bench playbooks
-	$(BIN)/python -m pytest -q -ra tests
+	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile tests
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -ra tests/unit tests/render
