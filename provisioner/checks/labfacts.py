@@ -93,13 +93,24 @@ class LabFacts:
         return str(self.variables.get("kubelab_cni", "none"))
 
     @property
+    def artifacts_dir(self) -> Path | None:
+        """The lab's artifacts folder on the host; None for a lab without one."""
+        folder = self.variables.get("kubelab_artifacts_dir")
+        return Path(str(folder)) if folder else None
+
+    @property
+    def artifacts(self) -> list[dict[str, Any]]:
+        """The entries of the folder's artifacts.json (path, kind, name, sha256, ...); none without a folder."""
+        folder = self.artifacts_dir
+        return json.loads((folder / "artifacts.json").read_text())["artifacts"] if folder else []
+
+    @property
     def artifacts_form(self) -> str | None:
         """How the lab's artifacts folder packs Kubernetes (bin or debs); None for a lab without a folder."""
-        folder = self.variables.get("kubelab_artifacts_dir")
-        if not folder:
+        if self.artifacts_dir is None:
             return None
         try:
-            return str(json.loads((Path(str(folder)) / "artifacts.json").read_text()).get("form", "bin"))
+            return str(json.loads((self.artifacts_dir / "artifacts.json").read_text()).get("form", "bin"))
         except (OSError, ValueError):
             return "bin"
 

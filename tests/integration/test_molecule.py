@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from builtartifacts import built_folder
+from builtartifacts import FOLDERS, KUBERNETES_MINOR, built_folder
 from hosttools import require_tools
 from locallab import fail_if_left, sweep
 
@@ -45,9 +45,16 @@ def lab_file(scenario: Path) -> dict[str, Any]:
 
 
 def folder_env(lab: dict[str, Any]) -> dict[str, str]:
-    """The tests' artifacts folder for a lab file that names one (built, or rebuilt from the caches, once per
-    session)."""
-    return {"KUBELAB_MOLECULE_ARTIFACTS": str(built_folder())} if "artifacts" in lab else {}
+    """The tests' artifacts folder of the minor a lab file's folder holds (built, or rebuilt from the caches,
+    once per run); a lab below the tests' minor gets the tests' folder as its upgrade target (kube_upgrade)."""
+    if "artifacts" not in lab:
+        return {}
+    named = Path(lab["artifacts"]).expanduser()
+    minor = next((m for m, folder in FOLDERS.items() if folder == named), KUBERNETES_MINOR)
+    env = {"KUBELAB_MOLECULE_ARTIFACTS": str(built_folder(minor))}
+    if minor != KUBERNETES_MINOR:
+        env["KUBELAB_MOLECULE_UPGRADE_ARTIFACTS"] = str(built_folder())
+    return env
 
 
 def run_scenario(scenario: Path, work: Path) -> subprocess.CompletedProcess[str]:

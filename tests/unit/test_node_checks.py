@@ -361,3 +361,12 @@ def test_kubectl_client_version_is_read_from_its_json() -> None:
     text = json.dumps({"clientVersion": {"gitVersion": "v1.36.3", "major": "1"}, "kustomizeVersion": "v5"})
     assert nodeparse.kubectl_client_version(text) == "v1.36.3"
     assert nodeparse.kubectl_client_version("error: unknown flag") == ""
+
+
+def test_lab_facts_read_the_folders_artifacts_entries(tmp_path: Path) -> None:
+    entry = {"path": "bin/kubeadm", "kind": "binary", "name": "kubeadm", "sha256": "ab" * 32}
+    (tmp_path / "artifacts.json").write_text(json.dumps({"form": "bin", "artifacts": [entry]}))
+    with_folder = labfacts.LabFacts(root=tmp_path, groups={}, variables={"kubelab_artifacts_dir": str(tmp_path)})
+    assert with_folder.artifacts_dir == tmp_path and with_folder.artifacts == [entry]
+    without = labfacts.LabFacts(root=tmp_path, groups={}, variables={"kubelab_artifacts_dir": ""})
+    assert without.artifacts_dir is None and without.artifacts == []

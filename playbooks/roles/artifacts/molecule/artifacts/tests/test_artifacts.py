@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,8 @@ from provisioner.checks.test_nodes import (  # noqa: F401 (collected here)
 pytestmark = pytest.mark.groups("k8s_cluster")
 
 
-def _manifest(lab: LabFacts) -> list[dict[str, Any]]:
-    return json.loads((Path(lab.variables["kubelab_artifacts_dir"]) / "artifacts.json").read_text())["artifacts"]
-
-
 def test_every_binary_is_the_folders(host: Any, lab: LabFacts) -> None:
-    for entry in (e for e in _manifest(lab) if e["kind"] == "binary"):
+    for entry in (e for e in lab.artifacts if e["kind"] == "binary"):
         installed = host.file(f"/usr/bin/{Path(entry['path']).name}")
         assert installed.mode == 0o755 and installed.sha256sum == entry["sha256"], entry["path"]
     assert host.file("/usr/local/sbin/runc").mode == 0o755
@@ -31,13 +26,13 @@ def test_every_binary_is_the_folders(host: Any, lab: LabFacts) -> None:
 
 
 def test_containerd_holds_every_image_of_the_folder_by_its_exact_reference(host: Any, lab: LabFacts) -> None:
-    wanted = {e["name"] for e in _manifest(lab) if e["kind"] == "image"}
+    wanted = {e["name"] for e in lab.artifacts if e["kind"] == "image"}
     listed = set(host.check_output("ctr --namespace k8s.io images list --quiet").split())
     assert wanted and not wanted - listed, f"containerd lacks {sorted(wanted - listed)}"
 
 
 def test_containers_run_from_the_folders_etcd_and_pause_images(host: Any, lab: LabFacts) -> None:
-    images = {e["name"].split("/")[-1].split(":")[0]: e["name"] for e in _manifest(lab) if e["kind"] == "image"}
+    images = {e["name"].split("/")[-1].split(":")[0]: e["name"] for e in lab.artifacts if e["kind"] == "image"}
     etcd = host.run(f"ctr -n k8s.io run --rm {images['etcd']} kubelab-test-etcd etcd --version")
     assert etcd.rc == 0 and "etcd Version: 3." in etcd.stdout, etcd.stdout + etcd.stderr
     pause = host.run(

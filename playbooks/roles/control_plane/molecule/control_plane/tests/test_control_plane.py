@@ -25,8 +25,7 @@ SCENARIO_LAB = yaml.safe_load((Path(__file__).parents[1] / "lab.yml").read_text(
 
 def _host_kubectl(lab: LabFacts, *args: str) -> str:
     """kubectl from the artifacts folder on the host, through the lab kubeconfig."""
-    kubectl = Path(lab.variables["kubelab_artifacts_dir"]) / "bin" / "kubectl"
-    argv = [str(kubectl), "--kubeconfig", str(lab.root / "kubeconfig"), *args]
+    argv = [str(lab.artifacts_dir / "bin" / "kubectl"), "--kubeconfig", str(lab.root / "kubeconfig"), *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout
 
 
@@ -52,8 +51,7 @@ def test_root_on_the_master_has_kubectl(host: Any) -> None:
 
 @pytest.mark.groups("masters")
 def test_containers_run_from_the_folders_etcd_and_pause_images(host: Any, lab: LabFacts) -> None:
-    manifest = json.loads((Path(lab.variables["kubelab_artifacts_dir"]) / "artifacts.json").read_text())
-    images = {e["name"].split("/")[-1].split(":")[0]: e["name"] for e in manifest["artifacts"] if e["kind"] == "image"}
+    images = {e["name"].split("/")[-1].split(":")[0]: e["name"] for e in lab.artifacts if e["kind"] == "image"}
     running = host.check_output("crictl ps -o json")
     containers = {c["metadata"]["name"]: c["image"]["image"] for c in json.loads(running)["containers"]}
     assert "etcd" in containers and "kube-apiserver" in containers, sorted(containers)

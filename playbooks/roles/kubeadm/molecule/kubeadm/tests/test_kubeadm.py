@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +29,5 @@ def test_kubeadm_validates_the_config(host: Any) -> None:
 
 def test_the_images_kubeadm_wants_for_it_are_the_folders(host: Any, lab: LabFacts) -> None:
     wanted = set(host.check_output(f"kubeadm config images list --config {CONFIG}").split())
-    manifest = json.loads((Path(lab.variables["kubelab_artifacts_dir"]) / "artifacts.json").read_text())
-    folder = {entry["name"] for entry in manifest["artifacts"] if entry["kind"] == "image"}
+    folder = {entry["name"] for entry in lab.artifacts if entry["kind"] == "image"}
     assert wanted and wanted <= folder, sorted(wanted - folder)
