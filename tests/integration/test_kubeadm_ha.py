@@ -157,6 +157,9 @@ def test_every_node_is_ready_on_its_private_ip_behind_the_vip(lab: Lab) -> None:
     }
     assert addresses == MASTERS | WORKER
     assert lab.server() == f"https://{VIP}:6443"
+    for lb in ("lb-1", "lb-2"):  # the runtime and packages phases leave the load balancers alone
+        found = lab.ssh(lb, "command -v containerd kubelet kubeadm; ls -d /etc/containerd 2>/dev/null; echo end")
+        assert found.stdout.split() == ["end"], f"{lb}: {found.stdout} {found.stderr}"
 
 
 UPGRADE_PROBE = """
