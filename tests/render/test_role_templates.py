@@ -124,6 +124,7 @@ def test_init_config(rendered, case: str, version: str) -> None:
 
     assert kubelet["cgroupDriver"] == "systemd"
     assert kubelet["failCgroupV1"] is True
+    assert "imageGCHighThresholdPercent" not in kubelet and "evictionHard" not in kubelet  # the kubelet's defaults
     assert proxy == {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
         "kind": "KubeProxyConfiguration",
@@ -174,7 +175,10 @@ def test_join_configs(rendered, case: str, version: str) -> None:
 def test_local_provider_settings_reach_kubelet_and_kube_proxy(rendered) -> None:
     overrides = {key: value for key, value in PROVIDER_VARS.items() if key.startswith("kubeadm_")}
     docs = rendered("ha-haproxy", "1.36", **overrides, **OFFLINE).yaml_docs("master-1", "kubeadm-init.yaml")
-    assert by_kind(docs, "KubeletConfiguration")["failCgroupV1"] is False
+    kubelet = by_kind(docs, "KubeletConfiguration")
+    assert kubelet["failCgroupV1"] is False
+    assert kubelet["imageGCHighThresholdPercent"] == 100  # the nodes' images come from the folder once
+    assert kubelet["evictionHard"] == PROVIDER_VARS["kubeadm_kubelet_eviction_hard"]
     assert by_kind(docs, "KubeProxyConfiguration")["conntrack"] == {"maxPerCore": 0}
     # the one preflight check the local provider skips, with its reason in providers/local.py
     assert by_kind(docs, "InitConfiguration")["nodeRegistration"]["ignorePreflightErrors"] == ["SystemVerification"]
