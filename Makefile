@@ -8,8 +8,8 @@ BIN = $(VENV)/bin
 lab: venv
 	$(BIN)/kubelab up
 
-# Two pytest-xdist workers, one test file each at a time (a module's lab serves its tests): the cluster tests
-# mostly wait on their nodes, so the HA module runs beside the others.
+# Two pytest-xdist workers, each taking one test file at a time (a module's lab serves all of its tests): the HA
+# module, about half of the run, goes on beside the others.
 test: venv host-deps
 	$(BIN)/ruff check provisioner tests bench playbooks
 	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile tests
