@@ -372,10 +372,8 @@ def check_artifacts(folder: Path | str, spec: LabSpec, arch: str = "amd64") -> N
     problems: list[str] = []
     have = str(manifest.get("kubernetes_version", "")).lstrip("v")
     want = spec.kubernetes_version.lstrip("v")
-    other_version = bool(have) and (
-        (versions.parse_kubernetes_version(want)[2] is None and versions.minor_of(have) != want)
-        or (versions.parse_kubernetes_version(want)[2] is not None and have != want)
-    )
+    exact = versions.parse_kubernetes_version(want)[2] is not None  # a patch, not only a minor
+    other_version = bool(have) and (have != want if exact else versions.minor_of(have) != want)
     if not have:
         problems.append(f"{MANIFEST} does not say which Kubernetes version the folder holds (kubernetes_version)")
     elif other_version:

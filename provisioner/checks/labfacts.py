@@ -98,11 +98,15 @@ class LabFacts:
         folder = self.variables.get("kubelab_artifacts_dir")
         return Path(str(folder)) if folder else None
 
+    def _manifest(self) -> dict[str, Any]:
+        """The folder's artifacts.json; empty without a folder."""
+        folder = self.artifacts_dir
+        return json.loads((folder / "artifacts.json").read_text()) if folder else {}
+
     @property
     def artifacts(self) -> list[dict[str, Any]]:
         """The entries of the folder's artifacts.json (path, kind, name, sha256, ...); none without a folder."""
-        folder = self.artifacts_dir
-        return json.loads((folder / "artifacts.json").read_text())["artifacts"] if folder else []
+        return self._manifest()["artifacts"] if self.artifacts_dir else []
 
     @property
     def artifacts_form(self) -> str | None:
@@ -110,7 +114,7 @@ class LabFacts:
         if self.artifacts_dir is None:
             return None
         try:
-            return str(json.loads((self.artifacts_dir / "artifacts.json").read_text()).get("form", "bin"))
+            return str(self._manifest().get("form", "bin"))
         except (OSError, ValueError):
             return "bin"
 

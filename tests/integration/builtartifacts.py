@@ -7,17 +7,17 @@ under a lock, the other takes that build's result, so no folder is replaced unde
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+
+from provisioner.providers.local_state import file_lock
 
 CACHE = Path.home() / ".cache" / "kubelab"
 FOLDER = Path(os.environ.get("KUBELAB_TEST_ARTIFACTS", CACHE / "test-artifacts"))
@@ -41,13 +41,9 @@ def build(out: Path = FOLDER, minor: str = KUBERNETES_MINOR, timeout: float = 36
     return done
 
 
-@contextmanager
-def build_lock() -> Iterator[None]:
+def build_lock() -> AbstractContextManager[None]:
     """Only one artifacts build at a time among the test processes (they share the folders and the caches)."""
-    BUILD_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with BUILD_LOCK.open("w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        yield
+    return file_lock(BUILD_LOCK)
 
 
 def _built_in_this_run(minor: str) -> subprocess.CompletedProcess[str]:
