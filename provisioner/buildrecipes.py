@@ -51,6 +51,8 @@ KUBERNETES_PROGRAMS = (
 AGNHOST_PACKAGE = "test/images/agnhost"  # the e2e test image's program, in the kubernetes module
 CONTROL_PLANE_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 CAP_NET_BIND_SERVICE = 10  # bit number in the capability sets (linux/capability.h)
+METRICS_SERVER_MODULE = "sigs.k8s.io/metrics-server"
+METRICS_SERVER_REPOSITORY = "registry.k8s.io/metrics-server/metrics-server"
 LOCAL_REGISTRY = "kubelab.local"  # images kubelab builds that have no upstream image of the same source
 
 
@@ -205,6 +207,29 @@ def kube_vip_recipe(version: str) -> ImageRecipe:
     """kube-vip's image: /kube-vip on an empty base (the official one is FROM scratch)."""
     return ImageRecipe(
         f"ghcr.io/kube-vip/kube-vip:{version}", {"kube-vip": ("kube-vip", "kube-vip")}, entrypoint=("/kube-vip",)
+    )
+
+
+def metrics_server(version: str, build_date: str) -> Component:
+    """metrics-server as its Makefile builds it: static, version and build date stamped in client-go's version
+    package (the module's time as the date, so a rebuild is the same file)."""
+    stamp = "k8s.io/client-go/pkg/version"
+    return Component(
+        "metrics-server",
+        (METRICS_SERVER_MODULE,),
+        version,
+        (Program("metrics-server", f"{METRICS_SERVER_MODULE}/cmd/metrics-server"),),
+        ldflags=(f"-X {stamp}.gitVersion={version}", f"-X {stamp}.buildDate={build_date}"),
+    )
+
+
+def metrics_server_recipe(version: str) -> ImageRecipe:
+    """metrics-server's image: /metrics-server run as nobody, as the official one (distroless static) is."""
+    return ImageRecipe(
+        f"{METRICS_SERVER_REPOSITORY}:{version}",
+        {"metrics-server": ("metrics-server", "metrics-server")},
+        entrypoint=("/metrics-server",),
+        user="65534",
     )
 
 

@@ -27,7 +27,7 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     for option in spec_mod.OPTIONS:
         if option.type is dict:
             continue
-        default = "off" if option.type is bool else option.default
+        default = "off" if option.type is bool else "none" if option.type is list else option.default
         help_text = f"{option.help} (default: {default})"
         names = [option.flag]
         if option.key == "kubernetes_version":
@@ -40,7 +40,7 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(
                 *names,
                 dest=option.key,
-                type=option.type,
+                type=spec_mod.comma_list if option.type is list else option.type,
                 default=None,
                 choices=option.choices,
                 metavar=option.metavar,
@@ -538,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify", help="check the lab's nodes, load balancers and cluster; one line per check")
     _lab_arguments(verify)
-    verify.add_argument("--only", metavar="GROUPS", help="comma-separated: nodes, lb, cluster, workloads")
+    verify.add_argument("--only", metavar="GROUPS", help="comma-separated: nodes, lb, cluster, addons, workloads")
     verify.add_argument("--workloads", action="store_true", help="also run Deployments, Jobs, StatefulSets, ...")
     verify.add_argument("--check", metavar="NAMES", help="comma-separated: only these checks (names as in the table)")
     verify.set_defaults(func=cmd_verify)

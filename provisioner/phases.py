@@ -88,6 +88,16 @@ class PlaybookPhase(Phase):
 
 
 @dataclass(frozen=True)
+class AddonsPhase(PlaybookPhase):
+    """The add-ons playbook, only when the lab has add-ons."""
+
+    def run(self, ctx: LabContext) -> Outcome:
+        if not ctx.plan.spec.addons:
+            return Outcome("none chosen")
+        return super().run(ctx)
+
+
+@dataclass(frozen=True)
 class VerifyPhase(Phase):
     """The shipped checks (`kubelab verify`); their table is the report."""
 
@@ -115,6 +125,7 @@ PHASES: tuple[Phase, ...] = (
     PlaybookPhase("control-plane", "control plane", "control-plane.yml"),
     PlaybookPhase("workers", "workers join", "workers.yml"),
     PlaybookPhase("cni", "pod network", "cni.yml"),
+    AddonsPhase("addons", "add-ons", "addons.yml"),
     VerifyPhase("verify", "verification"),
 )
 PHASE_NAMES: tuple[str, ...] = tuple(phase.name for phase in PHASES)

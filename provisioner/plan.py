@@ -70,6 +70,17 @@ class Plan:
         return versions.CNI_VERSIONS.get(self.spec.cni)
 
     @property
+    def addon_versions(self) -> dict[str, str]:
+        """The chosen add-ons, in the order given, with the version of each."""
+        return {name: versions.ADDON_VERSIONS[name] for name in self.spec.addons}
+
+    @property
+    def kubelet_serving_certificates(self) -> bool:
+        """Kubelets get serving certificates signed by the cluster CA (serverTLSBootstrap, CSRs approved by
+        kubelab): metrics-server checks the kubelets' certificates against that CA."""
+        return "metrics-server" in self.spec.addons
+
+    @property
     def kubeadm_api_version(self) -> str:
         return versions.kubeadm_api_version(self.spec.kubernetes_version)
 
@@ -125,6 +136,7 @@ def describe(plan: Plan) -> str:
     containerd = (
         f"{spec.containerd_version} (upstream binaries)" if spec.containerd_source == "upstream" else "distro package"
     )
+    addons = ", ".join(f"{name} {version}" for name, version in plan.addon_versions.items()) or "none"
     lines = [
         f"Lab '{spec.name}'",
         f"  provider       {provider}",
@@ -132,6 +144,7 @@ def describe(plan: Plan) -> str:
         f"  kubernetes     {spec.kubernetes_version} (kubeadm config {plan.kubeadm_api_version})",
         f"  containerd     {containerd}",
         f"  cni            {cni}",
+        f"  add-ons        {addons}",
         f"  load balancer  {lb}",
         f"  API endpoint   https://{plan.control_plane_endpoint}",
         f"  node subnet    {spec.node_subnet}" + (f"  (MTU {spec.mtu})" if spec.mtu else ""),

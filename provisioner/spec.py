@@ -80,6 +80,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("cni", str, "calico", "pod network", versions.CNIS),
     Option(
+        "addons",
+        list,
+        None,
+        "add-ons installed after the pod network, comma-separated: " + ", ".join(versions.ADDON_VERSIONS),
+        metavar="NAMES",
+    ),
+    Option(
         "kubernetes_version",
         str,
         versions.DEFAULT_KUBERNETES,
@@ -222,6 +229,7 @@ class LabSpec:
     vrrp_unicast: bool = False
     ntp_servers: str | None = None
     cni: str = "calico"
+    addons: list[str] = field(default_factory=list)
     kubernetes_version: str = versions.DEFAULT_KUBERNETES
     allow_unsupported_version: bool = False
     containerd_source: str = "upstream"
@@ -305,6 +313,8 @@ def load_lab_file(path: Path) -> dict[str, Any]:
             raise SpecError(f"{where}: unknown key '{key}'{suggestion}; see README 'Lab file keys'")
         if option.type is str and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = data[key] = raw[str(key)]
+        if option.type is list and isinstance(value, str):  # `addons: a, b` as well as a YAML list
+            value = data[key] = comma_list(value)
         _check_type(option, value, where)
         if option.type is dict:
             _check_sub_keys(option.key, value, where)
@@ -314,9 +324,29 @@ def load_lab_file(path: Path) -> dict[str, Any]:
 def _check_type(option: Option, value: Any, where: str) -> None:
     if value is None:
         return
-    if not isinstance(value, option.type) or (option.type is int and isinstance(value, bool)):
-        expected = {int: "a whole number", str: "a string", bool: "true or false", dict: "a mapping"}[option.type]
+    wrong_items = option.type is list and isinstance(value, list) and not all(isinstance(v, str) for v in value)
+    if not isinstance(value, option.type) or (option.type is int and isinstance(value, bool)) or wrong_items:
+        expected = {
+            int: "a whole number",
+            str: "a string",
+            bool: "true or false",
+            dict: "a mapping",
+            list: "a list of names",
+        }[option.type]
         raise SpecError(f"{where}: '{option.key}' must be {expected}, got {value!r}")
+
+
+def comma_list(text: str) -> list[str]:
+    """`a, b,,c` -> ['a', 'b', 'c'] (the --addons flag, or a lab file's key written as one string)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def default_value(key: str) -> Any:
+    """A spec key's default as LabSpec has it (a fresh list for list keys)."""
+    spec_field = next(f for f in dataclasses.fields(LabSpec) if f.name == key)
+    if spec_field.default_factory is not dataclasses.MISSING:
+        return spec_field.default_factory()
+    return spec_field.default
 
 
 def _check_sub_keys(key: str, value: dict[str, Any], where: str) -> None:
@@ -372,6 +402,7 @@ def validate(spec: LabSpec, host: HostInfo) -> list[str]:
     _check_box(spec, host)
     _check_counts(spec)
     _check_versions(spec, warnings)
+    _check_addons(spec)
     _check_networks(spec, host, warnings)
     from provisioner import limits  # what kubeadm, Kubernetes and the CNIs would refuse later
 
@@ -436,6 +467,19 @@ def _choice(key: str, value: str) -> None:
     if value not in choices:
         shown = ", ".join(c for c in choices if c != "auto")
         raise SpecError(f"unknown {key.replace('_', ' ')} '{value}': choose one of {shown}")
+
+
+def _check_addons(spec: LabSpec) -> None:
+    for name in spec.addons:
+        if name in versions.ADDONS_NOT_AVAILABLE:
+            raise SpecError(f"add-on '{name}' is not available: {versions.ADDONS_NOT_AVAILABLE[name]}")
+        if name not in versions.ADDON_VERSIONS:
+            hint = difflib.get_close_matches(name, versions.ADDONS, n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise SpecError(f"unknown add-on '{name}'{suggestion}: choose from {', '.join(versions.ADDON_VERSIONS)}")
+    repeated = sorted({name for name in spec.addons if spec.addons.count(name) > 1})
+    if repeated:
+        raise SpecError(f"--addons names {', '.join(repeated)} more than once: name each add-on once")
 
 
 def _check_counts(spec: LabSpec) -> None:

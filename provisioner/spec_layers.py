@@ -75,7 +75,7 @@ def check_vm_memory(spec: spec_mod.LabSpec, host: spec_mod.HostInfo) -> None:
 def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """'key: old -> new' for every key whose value differs ('auto' on either side matches anything; a key the old
     spec lacks, from an older kubelab, has its default)."""
-    before = {key: getattr(spec_mod.LabSpec, key, None) for key in new if key not in old} | old
+    before = {key: spec_mod.default_value(key) for key in new if key not in old} | old
     return [
         f"{key}: {before.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(before) | set(new))

@@ -24,8 +24,8 @@ from provisioner.errors import KubelabError
 from provisioner.lab import REPO_ROOT, LabDir
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
-GROUPS: tuple[str, ...] = ("nodes", "lb", "cluster", "workloads")
-DEFAULT_GROUPS = frozenset({"nodes", "lb", "cluster"})
+GROUPS: tuple[str, ...] = ("nodes", "lb", "cluster", "addons", "workloads")
+DEFAULT_GROUPS = frozenset({"nodes", "lb", "cluster", "addons"})
 LABELS = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "N/A"}
 PYTEST_USAGE_ERRORS = (2, 3, 4)
 NOT_YET = "not applicable before the "  # how conftest.py words a check skipped for a missing phase

@@ -34,6 +34,21 @@ CNI_VERSIONS: dict[str, str] = {
     "weave": "v2.8.8",
 }
 CNIS: tuple[str, ...] = ("calico", "flannel", "cilium", "weave", "none")
+# Add-ons (`--addons`, the addons phase after cni): name -> version of what kubelab installs.
+# metrics-server v0.8.0: the newest release the Go module proxy approves (v0.8.1 and v0.9.x are listed but not
+# approved releases), so that `kubelab artifacts build` can make its image.
+ADDON_VERSIONS: dict[str, str] = {"metrics-server": "v0.8.0"}
+# Add-ons a lab user asks for that kubelab cannot install yet, each with the reason (README "Add-ons").
+ADDONS_NOT_AVAILABLE: dict[str, str] = {
+    "dashboard": (
+        "neither web UI can be built here: the Go module proxy refuses Headlamp's backend "
+        "(github.com/kubernetes-sigs/headlamp/backend) and the Kubernetes Dashboard's modules (k8s.io/dashboard/api, "
+        "/auth, /web), every version"
+    ),
+    "ingress": "kubelab has no Ingress controller yet",
+    "lb-services": "kubelab has no LoadBalancer Service address pool yet",
+}
+ADDONS: tuple[str, ...] = (*ADDON_VERSIONS, *ADDONS_NOT_AVAILABLE)
 # kube-vip v1.0.0: the newest release the Go module proxy serves (v1.2.x is refused), so that
 # `kubelab artifacts build` can make the image a lab runs.
 KUBE_VIP_VERSION = "v1.0.0"

@@ -11,7 +11,8 @@ Layout of a folder (``kubelab up --artifacts DIR``)::
     images/           one OCI or docker-archive tar per image reference
     manifests/        the chosen CNI's manifest or chart
 
-The images are those of ``kubeadm config images list`` (versions.KUBEADM_IMAGE_TAGS) and the CNI manifest's.
+The images are those of ``kubeadm config images list`` (versions.KUBEADM_IMAGE_TAGS), the CNI manifest's and
+the chosen add-ons' (whose manifests are kubelab's own, in the addons role).
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ CNI_EXPECTED_IMAGES: dict[str, tuple[str, ...]] = {
 }
 
 
+# The images of each add-on (versions.ADDON_VERSIONS), as the addons role's manifests name them.
+ADDON_IMAGES: dict[str, tuple[str, ...]] = {
+    "metrics-server": ("registry.k8s.io/metrics-server/metrics-server:{v}",),
+}
+
+
 class ArtifactsError(SpecError):
     """The artifacts folder cannot serve this lab; the message names every file to fix."""
 
@@ -92,6 +99,7 @@ class Needs:
     containerd_source: str = "distro"
     containerd_version: str = versions.DEFAULT_CONTAINERD
     cni_images: tuple[str, ...] | None = field(default=None)  # read from the CNI manifest when known
+    addons: tuple[str, ...] = ()
 
     @classmethod
     def of(
@@ -107,6 +115,7 @@ class Needs:
             containerd_source=spec.containerd_source,
             containerd_version=spec.containerd_version,
             cni_images=cni_images,
+            addons=tuple(spec.addons),
         )
 
 
@@ -153,6 +162,11 @@ def cni_manifest(cni: str) -> tuple[str, str] | None:
     name, url = CNI_MANIFESTS[cni]
     bare = version.lstrip("v")
     return name.format(v=version, n=bare), url.format(v=version, n=bare)
+
+
+def addon_images(addons: Iterable[str]) -> list[str]:
+    """The images the chosen add-ons run."""
+    return [ref.format(v=versions.ADDON_VERSIONS[name]) for name in addons for ref in ADDON_IMAGES.get(name, ())]
 
 
 def expected_cni_images(cni: str) -> tuple[str, ...]:
@@ -206,6 +220,7 @@ def required_artifacts(needs: Needs) -> list[Artifact]:
     if needs.lb == "kube-vip":
         images.append(f"ghcr.io/kube-vip/kube-vip:{versions.KUBE_VIP_VERSION}")
     images += needs.cni_images if needs.cni_images is not None else expected_cni_images(needs.cni)
+    images += addon_images(needs.addons)
     for ref in dict.fromkeys(images):
         found.append(Artifact(image_archive_name(ref), "image", ref, ref.split("@")[0].rsplit(":", 1)[-1]))
     return found

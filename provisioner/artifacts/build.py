@@ -384,12 +384,16 @@ def build(request: BuildRequest, printer: Callable[[str], None] = print) -> Buil
     version = tag.lstrip("v")
     report(f"Kubernetes {tag}, cni {request.cni}, {request.jobs} parallel job(s)")
     kubernetes = buildrecipes.kubernetes(tag, builder.module_time(gobuild.KUBERNETES, tag))
+    metrics_version = versions.ADDON_VERSIONS["metrics-server"]
+    metrics_module_time = builder.module_time(buildrecipes.METRICS_SERVER_MODULE, metrics_version)
+    metrics_server = buildrecipes.metrics_server(metrics_version, metrics_module_time)
     independent = [
         buildrecipes.cni_plugins(),
         buildrecipes.cri_tools(),
         buildrecipes.containerd(request.containerd_version),
         buildrecipes.runc(versions.RUNC_VERSION),
         buildrecipes.kube_vip(versions.KUBE_VIP_VERSION),  # small: every folder serves --lb kube-vip too
+        metrics_server,  # every folder serves --addons metrics-server too
     ]
     if request.cni == "flannel":
         independent += [buildrecipes.flannel(versions.CNI_VERSIONS["flannel"]), buildrecipes.flannel_cni_plugin()]
@@ -409,6 +413,7 @@ def build(request: BuildRequest, printer: Callable[[str], None] = print) -> Buil
     agnhost_dir = builder.module_dir(gobuild.KUBERNETES, tag) / buildrecipes.AGNHOST_PACKAGE
     recipes.append(buildrecipes.agnhost_recipe((agnhost_dir / "VERSION").read_text().strip()))
     recipes.append(buildrecipes.kube_vip_recipe(versions.KUBE_VIP_VERSION))
+    recipes.append(buildrecipes.metrics_server_recipe(metrics_version))
     manifest_text = None
     if request.cni == "flannel":
         flannel_tag = versions.CNI_VERSIONS["flannel"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 # Namespaces whose pods the CNI runs in (besides kube-system), and the label of its per-node agent pod.
@@ -197,6 +198,20 @@ def ready_endpoint_addresses(slices: str | dict[str, Any]) -> set[str]:
         if (endpoint.get("conditions") or {}).get("ready", True)
         for address in endpoint.get("addresses", [])
     }
+
+
+def node_metrics_problems(metrics: str | dict[str, Any], nodes: Iterable[str]) -> list[str]:
+    """What the metrics API's NodeMetricsList lacks: a node without metrics, or with no CPU or memory usage."""
+    usage = {item["metadata"]["name"]: item.get("usage") or {} for item in _items(metrics)}
+    problems = []
+    for node in sorted(nodes):
+        if node not in usage:
+            problems.append(f"no metrics of {node}")
+            continue
+        missing = [kind for kind in ("cpu", "memory") if not usage[node].get(kind)]
+        if missing:
+            problems.append(f"{node} has no {' or '.join(missing)} usage")
+    return problems
 
 
 def etcd_member_problems(member_list: str, masters: dict[str, str]) -> list[str]:

@@ -93,6 +93,16 @@ class LabFacts:
         return str(self.variables.get("kubelab_cni", "none"))
 
     @property
+    def addons(self) -> dict[str, str]:
+        """The lab's add-ons: name -> version."""
+        return dict(self.variables.get("kubelab_addons") or {})
+
+    @property
+    def kubelet_serving_certificates(self) -> bool:
+        """Whether the kubelets serve certificates of the cluster CA (serverTLSBootstrap)."""
+        return bool(self.variables.get("kubelab_kubelet_serving_certificates"))
+
+    @property
     def artifacts_dir(self) -> Path | None:
         """The lab's artifacts folder on the host; None for a lab without one."""
         folder = self.variables.get("kubelab_artifacts_dir")

@@ -3,7 +3,9 @@
 One lab serves the module, in order: `kubelab up` (its nodes boot from the baked node image, built then or found
 cached), every node Ready on its private IP; then a second lab of the same settings made with `--no-image`
 reaches the same verified state (same verify results, package versions, binaries, images and files under /etc,
-/opt and /usr on each node) and is destroyed; then the day-2 commands:
+/opt and /usr on each node) and is destroyed; then the metrics-server add-on answers `kubectl top` for every node
+from kubelets serving certificates of the cluster CA, and verify's add-on checks fail while it is scaled to zero;
+then the day-2 commands:
 `node add` of a worker, `node remove` of the first one (held up by a PodDisruptionBudget first; the new one
 keeps its name and address), and `reset` followed by `up`, which builds a new cluster on the same machines.
 The lab sits at edges the plan-time limits accept (the smallest service range, the API port just below the
@@ -52,7 +54,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterLab]:
 def up_flags(lab: ClusterLab, name: str = NAME, subnet: str = SUBNET) -> list[str]:
     return [
         *("--provider", "local", "--name", name, "--node-subnet", subnet),
-        *("--masters", "1", "--workers", "1", "--lb", "none", "--cni", CNI),
+        *("--masters", "1", "--workers", "1", "--lb", "none", "--cni", CNI, "--addons", "metrics-server"),
         *("--service-cidr", SERVICE_CIDR, "--api-port", API_PORT),
         *("--artifacts", str(lab.folder), "--k8s-version", lab.version),
     ]
@@ -123,6 +125,42 @@ def test_a_lab_made_without_the_image_reaches_the_same_verified_state(lab: Clust
             assert len(fresh.stdout.splitlines()) > 1000
             differ = sorted(set(baked.stdout.splitlines()) ^ set(fresh.stdout.splitlines()))
             assert not differ, f"{node}: baked and plain nodes differ in {differ[:20]}"
+
+
+def test_metrics_server_answers_kubectl_top_from_kubelets_with_certificates_of_the_cluster_ca(
+    lab: ClusterLab,
+) -> None:
+    addons = [row for row in verify_results(lab, NAME) if row[0] == "addons"]
+    assert len(addons) == 4 and all(row[3] == "passed" for row in addons), addons  # 2 kubelets, 2 metrics checks
+    top = lab.kubectl("top", "nodes", "--no-headers")
+    assert top.returncode == 0, top.stderr
+    assert sorted(line.split()[0] for line in top.stdout.splitlines()) == ["master-1", "worker-1"]
+    # No --kubelet-insecure-tls: metrics-server verifies every kubelet against the cluster CA.
+    deployment = json.loads(lab.kubectl("-n", "kube-system", "get", "deployment/metrics-server", "-o", "json").stdout)
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [arg for arg in args if "insecure" in arg], args
+    csrs = json.loads(lab.kubectl("get", "csr", "-o", "json").stdout)["items"]
+    serving = {c["spec"]["username"] for c in csrs if c["spec"]["signerName"] == "kubernetes.io/kubelet-serving"}
+    assert serving == {"system:node:master-1", "system:node:worker-1"}
+
+
+def test_verifys_addon_checks_fail_while_metrics_server_is_scaled_to_zero(lab: ClusterLab) -> None:
+    def scale(replicas: int) -> None:
+        done = lab.kubectl("-n", "kube-system", "scale", "deployment/metrics-server", f"--replicas={replicas}")
+        assert done.returncode == 0, done.stderr
+
+    scale(0)
+    try:
+        gone = lab.kubectl("-n", "kube-system", "wait", "--for=delete", "pod", "-l", "k8s-app=metrics-server")
+        assert gone.returncode == 0, gone.stderr
+        failed = lab.cli("verify", "--name", NAME, "--only", "addons")
+        assert failed.returncode == 1, failed.stdout[-2000:] + failed.stderr[-2000:]
+        outcomes = {(row[1], row[3]) for row in verify_results(lab, NAME)}
+        assert outcomes == {("lab", "failed"), ("master-1", "passed"), ("worker-1", "passed")}, outcomes
+    finally:
+        scale(1)
+    again = lab.cli("verify", "--name", NAME, "--only", "addons")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
 
 
 def ready_nodes(lab: ClusterLab) -> dict[str, str]:
@@ -206,6 +244,6 @@ def test_reset_then_up_builds_a_new_cluster_on_the_same_machines(lab: ClusterLab
 
     again = lab.cli("up", "--name", NAME)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "control-plane, workers, cni, verify" in again.stdout and "✓ verify" in again.stdout
+    assert "control-plane, workers, cni, addons, verify" in again.stdout and "✓ verify" in again.stdout
     assert ready_nodes(lab) == {"master-1": MASTER, "worker-2": WORKER_2}
     assert "NotFound" in lab.kubectl("get", "configmap", "made-before-the-reset").stderr

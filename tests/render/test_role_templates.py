@@ -184,6 +184,13 @@ def test_local_provider_settings_reach_kubelet_and_kube_proxy(rendered) -> None:
     assert by_kind(docs, "InitConfiguration")["nodeRegistration"]["ignorePreflightErrors"] == ["SystemVerification"]
 
 
+@pytest.mark.parametrize("serving", [True, False])
+def test_kubelets_ask_the_cluster_ca_for_serving_certificates_only_for_metrics_server(rendered, serving) -> None:
+    result = rendered("single", "1.36", kubelab_kubelet_serving_certificates=serving)
+    kubelet = by_kind(result.yaml_docs("master-1", "kubeadm-init.yaml"), "KubeletConfiguration")
+    assert kubelet.get("serverTLSBootstrap", False) is serving
+
+
 def test_extra_args_are_name_value_lists_in_v1beta4(rendered) -> None:
     result = rendered(
         "ha-haproxy",

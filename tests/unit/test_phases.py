@@ -21,6 +21,7 @@ def test_phases_are_in_the_documented_order() -> None:
         "control-plane",
         "workers",
         "cni",
+        "addons",
         "verify",
     )
 
@@ -58,7 +59,7 @@ def test_until_before_the_resume_point_runs_nothing() -> None:
 
 
 def test_from_reruns_finished_phases() -> None:
-    assert names(select(set(PHASE_NAMES), start="cni")) == ["cni", "verify"]
+    assert names(select(set(PHASE_NAMES), start="cni")) == ["cni", "addons", "verify"]
     assert names(select(set(PHASE_NAMES), start="prepare", until="runtime")) == ["prepare", "runtime"]
 
 
@@ -73,4 +74,4 @@ def test_unknown_phase_names_the_known_ones() -> None:
 
 
 def test_later_phases_are_made_stale_by_a_rerun() -> None:
-    assert later_phases("cni") == ["cni", "verify"]
+    assert later_phases("cni") == ["cni", "addons", "verify"]
