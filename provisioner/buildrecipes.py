@@ -52,6 +52,8 @@ AGNHOST_PACKAGE = "test/images/agnhost"  # the e2e test image's program, in the 
 CONTROL_PLANE_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 CAP_NET_BIND_SERVICE = 10  # bit number in the capability sets (linux/capability.h)
 METRICS_SERVER_MODULE = "sigs.k8s.io/metrics-server"
+METALLB_MODULE = "go.universe.tf/metallb"
+METALLB_MANIFEST = "config/manifests/metallb-native.yaml"  # in the module: L2 and BGP without FRR
 METRICS_SERVER_REPOSITORY = "registry.k8s.io/metrics-server/metrics-server"
 LOCAL_REGISTRY = "kubelab.local"  # images kubelab builds that have no upstream image of the same source
 
@@ -231,6 +233,21 @@ def metrics_server_recipe(version: str) -> ImageRecipe:
         entrypoint=("/metrics-server",),
         user="65534",
     )
+
+
+def metallb(version: str) -> Component:
+    """MetalLB's controller and speaker as its Dockerfiles build them: static; the version is in its source."""
+    programs = (Program("controller", f"{METALLB_MODULE}/controller"), Program("speaker", f"{METALLB_MODULE}/speaker"))
+    return Component("metallb", (METALLB_MODULE,), version, programs)
+
+
+def metallb_recipes(version: str) -> list[ImageRecipe]:
+    """MetalLB's two images as its native manifest names them: /controller and /speaker on an empty base (the
+    official ones are distroless static; the manifest sets the users)."""
+    return [
+        ImageRecipe(f"quay.io/metallb/{name}:{version}", {name: ("metallb", name)}, entrypoint=(f"/{name}",))
+        for name in ("controller", "speaker")
+    ]
 
 
 def etcd_module_version(tag: str) -> str:

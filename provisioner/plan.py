@@ -6,7 +6,15 @@ import ipaddress
 from dataclasses import dataclass
 
 from provisioner import boxes, versions
-from provisioner.spec import LB_FIRST_HOST, MASTER_FIRST_HOST, WORKER_FIRST_HOST, LabSpec, node_numbers
+from provisioner.spec import (
+    LB_FIRST_HOST,
+    LB_SERVICES_FIRST_HOST,
+    LB_SERVICES_LAST_HOST,
+    MASTER_FIRST_HOST,
+    WORKER_FIRST_HOST,
+    LabSpec,
+    node_numbers,
+)
 
 ROLES = ("lb", "master", "worker")
 
@@ -81,6 +89,14 @@ class Plan:
         return "metrics-server" in self.spec.addons
 
     @property
+    def lb_services_range(self) -> str | None:
+        """The addresses LoadBalancer Services get (lb-services add-on), as MetalLB's pool writes a range."""
+        if "lb-services" not in self.spec.addons:
+            return None
+        network = ipaddress.IPv4Network(self.spec.node_subnet).network_address
+        return f"{network + LB_SERVICES_FIRST_HOST}-{network + LB_SERVICES_LAST_HOST}"
+
+    @property
     def kubeadm_api_version(self) -> str:
         return versions.kubeadm_api_version(self.spec.kubernetes_version)
 
@@ -136,7 +152,15 @@ def describe(plan: Plan) -> str:
     containerd = (
         f"{spec.containerd_version} (upstream binaries)" if spec.containerd_source == "upstream" else "distro package"
     )
-    addons = ", ".join(f"{name} {version}" for name, version in plan.addon_versions.items()) or "none"
+    addons = ", ".join(
+        f"{name} ({versions.ADDON_PROJECTS[name]} {version})"
+        if name in versions.ADDON_PROJECTS
+        else f"{name} {version}"
+        for name, version in plan.addon_versions.items()
+    )
+    addons = addons or "none"
+    if plan.lb_services_range:
+        addons += f" (LoadBalancer addresses {plan.lb_services_range})"
     lines = [
         f"Lab '{spec.name}'",
         f"  provider       {provider}",

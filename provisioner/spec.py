@@ -160,6 +160,8 @@ SHARED_KERNEL_REFUSED: dict[str, str] = {
 }
 # Host numbers inside the node subnet (see plan.py): VIP, LBs, masters, workers.
 VIP_HOST, LB_FIRST_HOST, MASTER_FIRST_HOST, WORKER_FIRST_HOST = 10, 11, 21, 31
+# The addresses the lb-services add-on gives LoadBalancer Services (MetalLB's pool), inside the node subnet.
+LB_SERVICES_FIRST_HOST, LB_SERVICES_LAST_HOST = 200, 249
 
 
 @dataclass(frozen=True)
@@ -576,6 +578,13 @@ def _check_networks(spec: LabSpec, host: HostInfo, warnings: list[str]) -> None:
         raise SpecError(
             f"--node-subnet {node_net} has too few addresses: this lab uses host numbers up to .{last_host}; "
             f"use a /24 or larger"
+        )
+    no_pool_room = last_host >= LB_SERVICES_FIRST_HOST or node_net.num_addresses - 1 <= LB_SERVICES_LAST_HOST
+    if "lb-services" in spec.addons and no_pool_room:
+        raise SpecError(
+            f"--addons lb-services gives LoadBalancer Services the node subnet's hosts .{LB_SERVICES_FIRST_HOST}"
+            f"-.{LB_SERVICES_LAST_HOST}, but {node_net} with these nodes (up to .{last_host}) has no room for "
+            "them: use fewer workers or a /24 or larger --node-subnet"
         )
     _check_vip(spec, node_net)
     if spec.api_port < 1 or spec.api_port > 65535:

@@ -36,8 +36,10 @@ CNI_VERSIONS: dict[str, str] = {
 CNIS: tuple[str, ...] = ("calico", "flannel", "cilium", "weave", "none")
 # Add-ons (`--addons`, the addons phase after cni): name -> version of what kubelab installs.
 # metrics-server v0.8.0: the newest release the Go module proxy approves (v0.8.1 and v0.9.x are listed but not
-# approved releases), so that `kubelab artifacts build` can make its image.
-ADDON_VERSIONS: dict[str, str] = {"metrics-server": "v0.8.0"}
+# approved releases), so that `kubelab artifacts build` can make its image. lb-services is MetalLB in L2 mode:
+# v0.15.2, a release the proxy serves (go.universe.tf/metallb), with its native manifest in the module.
+ADDON_VERSIONS: dict[str, str] = {"metrics-server": "v0.8.0", "lb-services": "v0.15.2"}
+ADDON_PROJECTS: dict[str, str] = {"lb-services": "MetalLB"}  # an add-on named by its job, not its project
 # Add-ons a lab user asks for that kubelab cannot install yet, each with the reason (README "Add-ons").
 ADDONS_NOT_AVAILABLE: dict[str, str] = {
     "dashboard": (
@@ -46,7 +48,6 @@ ADDONS_NOT_AVAILABLE: dict[str, str] = {
         "/auth, /web), every version"
     ),
     "ingress": "kubelab has no Ingress controller yet",
-    "lb-services": "kubelab has no LoadBalancer Service address pool yet",
 }
 ADDONS: tuple[str, ...] = (*ADDON_VERSIONS, *ADDONS_NOT_AVAILABLE)
 # kube-vip v1.0.0: the newest release the Go module proxy serves (v1.2.x is refused), so that

@@ -64,6 +64,15 @@ CNI_EXPECTED_IMAGES: dict[str, tuple[str, ...]] = {
 # The images of each add-on (versions.ADDON_VERSIONS), as the addons role's manifests name them.
 ADDON_IMAGES: dict[str, tuple[str, ...]] = {
     "metrics-server": ("registry.k8s.io/metrics-server/metrics-server:{v}",),
+    "lb-services": ("quay.io/metallb/controller:{v}", "quay.io/metallb/speaker:{v}"),
+}
+# The release manifest of each add-on that kubelab applies as upstream ships it (file name, official URL); the
+# others' manifests are the addons role's own templates.
+ADDON_MANIFESTS: dict[str, tuple[str, str]] = {
+    "lb-services": (
+        "metallb-native.yaml",
+        "https://raw.githubusercontent.com/metallb/metallb/{v}/config/manifests/metallb-native.yaml",
+    ),
 }
 
 
@@ -216,6 +225,11 @@ def required_artifacts(needs: Needs) -> list[Artifact]:
     if manifest:
         name, url = manifest
         found.append(Artifact(f"manifests/{name}", "manifest", name, versions.CNI_VERSIONS[needs.cni], url))
+    for addon in needs.addons:
+        if addon in ADDON_MANIFESTS:
+            addon_version = versions.ADDON_VERSIONS[addon]
+            name, url = ADDON_MANIFESTS[addon]
+            found.append(Artifact(f"manifests/{name}", "manifest", name, addon_version, url.format(v=addon_version)))
     images = kubeadm_images(version)
     if needs.lb == "kube-vip":
         images.append(f"ghcr.io/kube-vip/kube-vip:{versions.KUBE_VIP_VERSION}")

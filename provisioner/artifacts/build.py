@@ -393,7 +393,8 @@ def build(request: BuildRequest, printer: Callable[[str], None] = print) -> Buil
         buildrecipes.containerd(request.containerd_version),
         buildrecipes.runc(versions.RUNC_VERSION),
         buildrecipes.kube_vip(versions.KUBE_VIP_VERSION),  # small: every folder serves --lb kube-vip too
-        metrics_server,  # every folder serves --addons metrics-server too
+        metrics_server,  # every folder serves --addons metrics-server and lb-services too
+        buildrecipes.metallb(versions.ADDON_VERSIONS["lb-services"]),
     ]
     if request.cni == "flannel":
         independent += [buildrecipes.flannel(versions.CNI_VERSIONS["flannel"]), buildrecipes.flannel_cni_plugin()]
@@ -414,7 +415,17 @@ def build(request: BuildRequest, printer: Callable[[str], None] = print) -> Buil
     recipes.append(buildrecipes.agnhost_recipe((agnhost_dir / "VERSION").read_text().strip()))
     recipes.append(buildrecipes.kube_vip_recipe(versions.KUBE_VIP_VERSION))
     recipes.append(buildrecipes.metrics_server_recipe(metrics_version))
-    manifest_text = None
+    metallb_version = versions.ADDON_VERSIONS["lb-services"]
+    recipes += buildrecipes.metallb_recipes(metallb_version)
+    metallb_source = builder.module_dir(buildrecipes.METALLB_MODULE, metallb_version) / buildrecipes.METALLB_MANIFEST
+    manifests = [
+        FolderManifest(
+            artifacts.ADDON_MANIFESTS["lb-services"][0],
+            metallb_source.read_text(),
+            metallb_version,
+            f"{buildrecipes.METALLB_MODULE}@{metallb_version} {buildrecipes.METALLB_MANIFEST}",
+        )
+    ]
     if request.cni == "flannel":
         flannel_tag = versions.CNI_VERSIONS["flannel"]
         plugin_version = buildrecipes.FLANNEL_CNI_PLUGIN[1]
@@ -423,6 +434,15 @@ def build(request: BuildRequest, printer: Callable[[str], None] = print) -> Buil
         flannel_images = artifacts.manifest_images(manifest_text)
         flannel_ref = next(ref for ref in flannel_images if "/flannel:" in ref)
         recipes += buildrecipes.flannel_image_recipes(flannel_ref, plugin_version)
+        manifests.append(
+            FolderManifest(
+                artifacts.cni_manifest("flannel")[0],  # type: ignore[index]
+                manifest_text,
+                flannel_tag,
+                f"github.com/flannel-io/flannel@{flannel_tag} Documentation/kube-flannel.yml, flannel-cni-plugin image "
+                f"replaced by {buildrecipes.flannel_cni_plugin_reference(plugin_version)}",
+            )
+        )
     image_archives = {recipe.reference: builder.image(recipe, programs, pause) for recipe in recipes}
     for recipe in recipes:
         parts = {components[c].source for c, _ in recipe.binaries.values()}
@@ -437,12 +457,22 @@ def build(request: BuildRequest, printer: Callable[[str], None] = print) -> Buil
     staging = out.with_name(f".{out.name}.building")
     # Two builds into one folder take turns: each has the staging folder and the final move to itself.
     with file_lock(out.with_name(f".{out.name}.lock")):
-        folder = Folder(request, tag, programs, components, image_archives, sources, recipes, manifest_text, go)
+        folder = Folder(request, tag, programs, components, image_archives, sources, recipes, manifests, go)
         _stage_and_move(folder, out, staging)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     seconds = report.elapsed()
     report(f"artifacts folder {out} is complete: {seconds:.0f} s, peak memory of one build process {peak:.0f} MiB")
     return BuildResult(out, version, seconds, peak, log)
+
+
+@dataclass(frozen=True)
+class FolderManifest:
+    """A manifest the folder holds under manifests/: its text, the version of what it installs, and its source."""
+
+    name: str
+    text: str
+    version: str
+    source: str
 
 
 @dataclass
@@ -456,7 +486,7 @@ class Folder:
     image_archives: dict[str, Path]
     sources: dict[str, str]
     recipes: list[ImageRecipe]
-    manifest_text: str | None
+    manifests: list[FolderManifest]
     go: Go
 
 
@@ -475,17 +505,12 @@ def _stage_and_move(folder: Folder, out: Path, staging: Path) -> None:
         built_by |= {
             path: name for kind, path, name, _ in entries if kind in ("tarball", "containerd") and name in components
         }
-        if folder.manifest_text is not None:
-            name = artifacts.cni_manifest("flannel")[0]  # type: ignore[index]
-            target = staging / "manifests" / name
+        for manifest in folder.manifests:
+            target = staging / "manifests" / manifest.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(folder.manifest_text)
-            flannel_module = f"github.com/flannel-io/flannel@{versions.CNI_VERSIONS['flannel']}"
-            sources[f"manifests/{name}"] = (
-                f"{flannel_module} Documentation/kube-flannel.yml, flannel-cni-plugin image replaced by "
-                f"{buildrecipes.flannel_cni_plugin_reference(buildrecipes.FLANNEL_CNI_PLUGIN[1])}"
-            )
-            entries.append(("manifest", f"manifests/{name}", name, versions.CNI_VERSIONS["flannel"]))
+            target.write_text(manifest.text)
+            sources[f"manifests/{manifest.name}"] = manifest.source
+            entries.append(("manifest", f"manifests/{manifest.name}", manifest.name, manifest.version))
         flags = {path: build_flags(components[component], folder.go.version) for path, component in built_by.items()}
         for recipe in folder.recipes:
             flags[artifacts.image_archive_name(recipe.reference)] = (

@@ -214,6 +214,13 @@ def node_metrics_problems(metrics: str | dict[str, Any], nodes: Iterable[str]) -
     return problems
 
 
+def load_balancer_address(service: str | dict[str, Any]) -> str | None:
+    """The first address in a LoadBalancer Service's status, or None while it has none."""
+    document = json.loads(service) if isinstance(service, str) else service
+    ingress = ((document.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return next((str(entry["ip"]) for entry in ingress if entry.get("ip")), None)
+
+
 def etcd_member_problems(member_list: str, masters: dict[str, str]) -> list[str]:
     """`etcdctl member list -w json`: exactly one started member per master, peer URL on its private IP."""
     members = json.loads(member_list).get("members") or []

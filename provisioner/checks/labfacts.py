@@ -103,6 +103,11 @@ class LabFacts:
         return bool(self.variables.get("kubelab_kubelet_serving_certificates"))
 
     @property
+    def lb_services_range(self) -> str | None:
+        """The addresses LoadBalancer Services get (lb-services add-on): 'FIRST-LAST'."""
+        return self.variables.get("kubelab_lb_services_range")
+
+    @property
     def artifacts_dir(self) -> Path | None:
         """The lab's artifacts folder on the host; None for a lab without one."""
         folder = self.variables.get("kubelab_artifacts_dir")

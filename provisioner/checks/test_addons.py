@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
-from provisioner.checks import kubectl_json
+from provisioner.checks import kubectl_json, manifests
 
 # How long the metrics checks wait for metrics-server: one rescheduled (its node drained) needs its readiness probe
 # and two scrapes of every kubelet before the API answers for every node.
 METRICS_WAIT = 90
+# How long a new LoadBalancer Service may take to get its address, and then to answer from the host (MetalLB's
+# speaker announces it by ARP a moment after the controller assigned it).
+LB_ADDRESS_WAIT, LB_ANSWER_WAIT = 60, 60
+LB_NAMESPACE, LB_NAME = "kubelab-verify-lb", "kubelab-lb"
 KUBELET_PORT = 10250
 CLUSTER_CA = "/etc/kubernetes/pki/ca.crt"
 # A TLS client as metrics-server is one: it trusts only the cluster CA and checks the certificate for the node's IP.
@@ -69,3 +76,54 @@ def test_top_pods_answers_for_the_system_pods(kubectl, lab):
     needs_addon(lab, "metrics-server")
     _, problems = metrics_answer(kubectl, lab, "top", "pods", "--namespace", "kube-system", "--no-headers")
     assert not problems, "; ".join(problems)
+
+
+@pytest.fixture(scope="module")
+def lb_service(kubectl, lab):
+    """A netexec Deployment behind a new Service of type LoadBalancer; yields the address it got (None when it got
+    none within LB_ADDRESS_WAIT) and the pod names that may answer. Removed again afterwards."""
+    needs_addon(lab, "lb-services")
+    kubectl.run("delete", "namespace", LB_NAMESPACE, "--ignore-not-found", "--timeout=120s")
+    try:
+        kubectl.apply(manifests.namespace(LB_NAMESPACE))
+        kubectl.apply(manifests.deployment(LB_NAME, LB_NAMESPACE, 1))
+        kubectl.apply(manifests.service(LB_NAME, LB_NAMESPACE, {"app": LB_NAME}, kind="LoadBalancer"))
+        rolled = kubectl.run("-n", LB_NAMESPACE, "rollout", "status", f"deployment/{LB_NAME}", "--timeout=180s")
+        assert rolled.rc == 0, f"the LoadBalancer check's pod did not start: {rolled.stderr.strip()[:300]}"
+        pods = kubectl.json("-n", LB_NAMESPACE, "get", "pods", "-l", f"app={LB_NAME}")["items"]
+        deadline = time.monotonic() + LB_ADDRESS_WAIT
+        address = None
+        while address is None and time.monotonic() < deadline:
+            service = kubectl.json("-n", LB_NAMESPACE, "get", "service", LB_NAME)
+            address = kubectl_json.load_balancer_address(service)
+            if address is None:
+                time.sleep(2)
+        yield {"address": address, "pods": {pod["metadata"]["name"] for pod in pods}}
+    finally:
+        kubectl.run("delete", "namespace", LB_NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
+
+
+@pytest.mark.phase("addons")
+def test_load_balancer_service_gets_an_address_of_the_pool(lb_service, lab):
+    address = lb_service["address"]
+    assert address, f"a new LoadBalancer Service got no address within {LB_ADDRESS_WAIT} s (MetalLB's controller)"
+    first, last = (ipaddress.IPv4Address(end) for end in lab.lb_services_range.split("-"))
+    assert first <= ipaddress.IPv4Address(address) <= last, f"{address} is outside {lab.lb_services_range}"
+
+
+@pytest.mark.phase("addons")
+def test_load_balancer_service_answers_from_the_host(lb_service):
+    address = lb_service["address"]
+    assert address, "the LoadBalancer Service has no address to call"
+    url = f"http://{address}:{manifests.SERVICE_PORT}/hostname"
+    deadline, answer = time.monotonic() + LB_ANSWER_WAIT, ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                answer = response.read().decode().strip()
+        except (OSError, urllib.error.URLError) as exc:
+            answer = f"no answer ({exc})"
+        if answer in lb_service["pods"]:
+            return
+        time.sleep(2)
+    pytest.fail(f"{url} from this host: {answer or 'nothing'}; expected one of {sorted(lb_service['pods'])}")

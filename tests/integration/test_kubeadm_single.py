@@ -3,9 +3,10 @@
 One lab serves the module, in order: `kubelab up` (its nodes boot from the baked node image, built then or found
 cached), every node Ready on its private IP; then a second lab of the same settings made with `--no-image`
 reaches the same verified state (same verify results, package versions, binaries, images and files under /etc,
-/opt and /usr on each node) and is destroyed; then the metrics-server add-on answers `kubectl top` for every node
-from kubelets serving certificates of the cluster CA, and verify's add-on checks fail while it is scaled to zero;
-then the day-2 commands:
+/opt and /usr on each node) and is destroyed; then the add-ons: metrics-server answers `kubectl top` for every
+node from kubelets serving certificates of the cluster CA, MetalLB gives a LoadBalancer Service an address of the
+pool that answers from the host, and verify's add-on checks fail while their add-on is scaled to zero; then the
+day-2 commands:
 `node add` of a worker, `node remove` of the first one (held up by a PodDisruptionBudget first; the new one
 keeps its name and address), and `reset` followed by `up`, which builds a new cluster on the same machines.
 The lab sits at edges the plan-time limits accept (the smallest service range, the API port just below the
@@ -54,7 +55,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterLab]:
 def up_flags(lab: ClusterLab, name: str = NAME, subnet: str = SUBNET) -> list[str]:
     return [
         *("--provider", "local", "--name", name, "--node-subnet", subnet),
-        *("--masters", "1", "--workers", "1", "--lb", "none", "--cni", CNI, "--addons", "metrics-server"),
+        *("--masters", "1", "--workers", "1", "--lb", "none", "--cni", CNI),
+        *("--addons", "metrics-server,lb-services"),
         *("--service-cidr", SERVICE_CIDR, "--api-port", API_PORT),
         *("--artifacts", str(lab.folder), "--k8s-version", lab.version),
     ]
@@ -131,7 +133,7 @@ def test_metrics_server_answers_kubectl_top_from_kubelets_with_certificates_of_t
     lab: ClusterLab,
 ) -> None:
     addons = [row for row in verify_results(lab, NAME) if row[0] == "addons"]
-    assert len(addons) == 4 and all(row[3] == "passed" for row in addons), addons  # 2 kubelets, 2 metrics checks
+    assert len(addons) == 6 and all(row[3] == "passed" for row in addons), addons  # 2 kubelets, 2 metrics, 2 LB
     top = lab.kubectl("top", "nodes", "--no-headers")
     assert top.returncode == 0, top.stderr
     assert sorted(line.split()[0] for line in top.stdout.splitlines()) == ["master-1", "worker-1"]
@@ -144,19 +146,30 @@ def test_metrics_server_answers_kubectl_top_from_kubelets_with_certificates_of_t
     assert serving == {"system:node:master-1", "system:node:worker-1"}
 
 
-def test_verifys_addon_checks_fail_while_metrics_server_is_scaled_to_zero(lab: ClusterLab) -> None:
+# The add-ons' Deployments: scaled to zero, their checks must fail.
+ADDON_DEPLOYMENTS = {
+    "kube-system": ("metrics-server", "k8s-app=metrics-server"),
+    "metallb-system": ("controller", "app=metallb,component=controller"),
+}
+
+
+def test_verifys_addon_checks_fail_while_their_addons_are_scaled_to_zero(lab: ClusterLab) -> None:
     def scale(replicas: int) -> None:
-        done = lab.kubectl("-n", "kube-system", "scale", "deployment/metrics-server", f"--replicas={replicas}")
-        assert done.returncode == 0, done.stderr
+        for namespace, (deployment, _) in ADDON_DEPLOYMENTS.items():
+            done = lab.kubectl("-n", namespace, "scale", f"deployment/{deployment}", f"--replicas={replicas}")
+            assert done.returncode == 0, done.stderr
 
     scale(0)
     try:
-        gone = lab.kubectl("-n", "kube-system", "wait", "--for=delete", "pod", "-l", "k8s-app=metrics-server")
-        assert gone.returncode == 0, gone.stderr
+        for namespace, (_, selector) in ADDON_DEPLOYMENTS.items():
+            gone = lab.kubectl("-n", namespace, "wait", "--for=delete", "pod", "-l", selector, "--timeout=120s")
+            assert gone.returncode == 0, gone.stderr
         failed = lab.cli("verify", "--name", NAME, "--only", "addons")
         assert failed.returncode == 1, failed.stdout[-2000:] + failed.stderr[-2000:]
-        outcomes = {(row[1], row[3]) for row in verify_results(lab, NAME)}
-        assert outcomes == {("lab", "failed"), ("master-1", "passed"), ("worker-1", "passed")}, outcomes
+        rows = verify_results(lab, NAME)
+        lab_wide = {row[2] for row in rows if row[1] == "lab"}
+        assert len(lab_wide) == 4 and all(row[3] == "failed" for row in rows if row[1] == "lab"), rows
+        assert {(row[1], row[3]) for row in rows if row[1] != "lab"} == {("master-1", "passed"), ("worker-1", "passed")}
     finally:
         scale(1)
     again = lab.cli("verify", "--name", NAME, "--only", "addons")

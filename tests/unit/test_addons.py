@@ -56,11 +56,21 @@ def test_addons_that_cannot_be_installed_are_refused_at_plan_time(addons: list[s
         spec(addons=addons)
 
 
-def test_plan_lists_the_addons_with_their_versions() -> None:
-    assert f"add-ons        metrics-server {versions.ADDON_VERSIONS['metrics-server']}" in describe(
-        make_plan(spec(addons=["metrics-server"]))
-    )
+def test_plan_lists_the_addons_with_their_versions_and_the_load_balancer_pool() -> None:
+    text = describe(make_plan(spec(addons=["metrics-server", "lb-services"], node_subnet="10.77.200.0/24")))
+    metrics, metallb = versions.ADDON_VERSIONS["metrics-server"], versions.ADDON_VERSIONS["lb-services"]
+    assert (
+        f"add-ons        metrics-server {metrics}, lb-services (MetalLB {metallb}) "
+        "(LoadBalancer addresses 10.77.200.200-10.77.200.249)"
+    ) in text
     assert "add-ons        none" in describe(make_plan(spec()))
+
+
+def test_lb_services_needs_room_for_its_pool_after_the_last_worker() -> None:
+    assert make_plan(spec(addons=["lb-services"], workers=169)).lb_services_range
+    with pytest.raises(SpecError, match="has no room for them: use fewer workers"):
+        spec(addons=["lb-services"], workers=170)
+    assert spec(workers=170).workers == 170  # without the add-on those addresses are free for workers
 
 
 def test_only_metrics_server_turns_on_kubelet_serving_certificates() -> None:
@@ -75,15 +85,22 @@ def test_a_lab_json_from_before_addons_has_no_spec_difference() -> None:
     assert spec_differences(old, spec(addons=["metrics-server"]).to_dict()) == ["addons: [] -> ['metrics-server']"]
 
 
-def test_the_folder_needs_the_image_of_each_chosen_addon() -> None:
-    image = f"registry.k8s.io/metrics-server/metrics-server:{versions.ADDON_VERSIONS['metrics-server']}"
+def test_the_folder_needs_the_images_and_release_manifest_of_each_chosen_addon() -> None:
+    metrics, metallb = versions.ADDON_VERSIONS["metrics-server"], versions.ADDON_VERSIONS["lb-services"]
+    metrics_image = f"registry.k8s.io/metrics-server/metrics-server:{metrics}"
+    metallb_images = {f"quay.io/metallb/controller:{metallb}", f"quay.io/metallb/speaker:{metallb}"}
 
-    def images(addons: tuple[str, ...]) -> set[str]:
+    def needed(addons: tuple[str, ...], kind: str) -> dict[str, str | None]:
         needs = Needs(kubernetes_version="1.36.3", cni="flannel", addons=addons)
-        return {a.name for a in required_artifacts(needs) if a.kind == "image"}
+        return {a.name: a.url for a in required_artifacts(needs) if a.kind == kind}
 
-    assert image in images(("metrics-server",))
-    assert image not in images(())
+    assert metrics_image in needed(("metrics-server",), "image")
+    assert metallb_images <= set(needed(("lb-services",), "image"))
+    assert needed(("lb-services",), "manifest")["metallb-native.yaml"] == (
+        f"https://raw.githubusercontent.com/metallb/metallb/{metallb}/config/manifests/metallb-native.yaml"
+    )
+    assert not ({metrics_image} | metallb_images) & set(needed((), "image"))
+    assert "metallb-native.yaml" not in needed(("metrics-server",), "manifest")
 
 
 def test_metrics_server_is_built_static_stamped_and_run_as_nobody() -> None:
@@ -94,6 +111,18 @@ def test_metrics_server_is_built_static_stamped_and_run_as_nobody() -> None:
     recipe = buildrecipes.metrics_server_recipe("v0.8.0")
     assert recipe.reference == "registry.k8s.io/metrics-server/metrics-server:v0.8.0"
     assert (recipe.entrypoint, recipe.user) == (("/metrics-server",), "65534")
+
+
+def test_metallb_images_hold_controller_and_speaker_of_one_static_build() -> None:
+    component = buildrecipes.metallb("v0.15.2")
+    assert [p.package for p in component.programs] == [
+        "go.universe.tf/metallb/controller",
+        "go.universe.tf/metallb/speaker",
+    ]
+    assert not component.cgo
+    recipes = {r.reference: r for r in buildrecipes.metallb_recipes("v0.15.2")}
+    assert recipes["quay.io/metallb/speaker:v0.15.2"].binaries == {"speaker": ("metallb", "speaker")}
+    assert recipes["quay.io/metallb/controller:v0.15.2"].entrypoint == ("/controller",)
 
 
 def test_the_addons_phase_runs_no_playbook_for_a_lab_without_addons(tmp_path: Path) -> None:

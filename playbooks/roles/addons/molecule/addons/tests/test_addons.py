@@ -1,7 +1,10 @@
-"""metrics-server installed by the addons role on a one-master cluster: kubelab's shipped add-on checks."""
+"""metrics-server and MetalLB installed by the addons role on a one-master cluster: kubelab's shipped add-on checks."""
 
-from provisioner.checks.test_addons import (  # noqa: F401 (collected here)
+from provisioner.checks.test_addons import (  # noqa: F401 (collected here; lb_service: their Service)
+    lb_service,
     test_kubelet_serves_a_certificate_of_the_cluster_ca,
+    test_load_balancer_service_answers_from_the_host,
+    test_load_balancer_service_gets_an_address_of_the_pool,
     test_metrics_api_has_every_node,
     test_top_pods_answers_for_the_system_pods,
 )
