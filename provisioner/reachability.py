@@ -186,6 +186,11 @@ def sources(plan: Plan, phases: Iterable[str], facts: HostFacts) -> list[Source]
             need("cni", what, hosts, 443, ARTIFACTS_HINT)
             registries = map(_registry, artifacts.expected_cni_images(spec.cni))
             need("cni", f"the {spec.cni} images", registries, 443, ARTIFACTS_HINT)
+        for addon in spec.addons:
+            addon_manifest = artifacts.ADDON_MANIFESTS.get(addon)
+            hosts = [urlsplit(addon_manifest[1]).hostname or ""] if addon_manifest else []
+            hosts += map(_registry, artifacts.addon_images([addon]))
+            need("addons", f"the {addon} add-on's images and manifest", hosts, 443, ARTIFACTS_HINT)
     if not any("/e2e-test-images/agnhost:" in image for image in facts.artifacts_images):
         need(
             "verify",

@@ -132,6 +132,20 @@ def test_cni_sources(flags: dict[str, str], expected: set[str]) -> None:
     assert set(hosts(reachability.sources(plan(provider="local", **flags), ["cni"], CACHED))) == expected
 
 
+@pytest.mark.parametrize(
+    ("addons", "expected"),
+    [
+        (["metrics-server"], {"registry.k8s.io"}),
+        (["lb-services"], {"raw.githubusercontent.com", "quay.io"}),
+        ([], set()),
+    ],
+)
+def test_addon_sources(addons: list[str], expected: set[str]) -> None:
+    assert set(hosts(reachability.sources(plan(provider="local", addons=addons), ["addons"], CACHED))) == expected
+    folder = plan(provider="local", addons=addons, artifacts="/nonexistent")
+    assert not [s for s in reachability.sources(folder, ["addons"], CACHED) if s.phase == "addons"]
+
+
 def test_kube_vip_image_registry() -> None:
     lab = plan(provider="local", masters=3, lb="kube-vip")
     found = [s for s in reachability.sources(lab, ["control-plane"], CACHED) if s.host == "ghcr.io"]
