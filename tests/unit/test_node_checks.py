@@ -198,7 +198,7 @@ def test_phases_given_on_the_command_line(tmp_path):
 def test_parse_groups():
     assert verify.parse_groups("nodes, lb") == {"nodes", "lb"}
     assert verify.parse_groups(None) is None
-    with pytest.raises(verify.VerifyError, match="choose from nodes, lb, cluster, workloads"):
+    with pytest.raises(verify.VerifyError, match="choose from nodes, lb, cluster, addons, workloads"):
         verify.parse_groups("nodes,etcd")
 
 
