@@ -217,4 +217,4 @@ def test_cli_verify_cluster_without_a_cluster(lab):
 def test_cli_unknown_group_is_refused(lab):
     done = kubelab(lab, "verify", "--only", "nodes,network")
     assert done.returncode == 2
-    assert "unknown check group(s) network; choose from nodes, lb, cluster, workloads" in done.stderr
+    assert "unknown check group(s) network; choose from nodes, lb, cluster, addons, workloads" in done.stderr
