@@ -17,6 +17,7 @@ import pytest
 from provisioner import buildrecipes, versions
 from provisioner.artifacts import Needs, required_artifacts
 from provisioner.checks import kubectl_json
+from provisioner.checks.kube import Result
 from provisioner.lab import REPO_ROOT
 from provisioner.phases import BY_NAME, LabContext
 from provisioner.plan import describe, make_plan
@@ -257,3 +258,32 @@ def test_no_kubelet_listening_is_a_problem_too(module, pki) -> None:
     with socket.create_server(("127.0.0.1", 0)) as unused:
         port = unused.getsockname()[1]
     assert "no TLS connection to 127.0.0.1" in module.serving_problem("127.0.0.1", port, ca_file)
+
+
+class FakeKubectl:
+    """Answers `get deployment ... {.spec.replicas}` with `replicas` and every other call with a 503 from the
+    aggregated metrics API (metrics-server gone); counts the calls."""
+
+    def __init__(self, replicas: str) -> None:
+        self.replicas, self.calls = replicas, 0
+
+    def run(self, *args: str, check: bool = True) -> Result:
+        self.calls += 1
+        if "deployment" in args:
+            return Result(0, self.replicas, "")
+        return Result(1, "", "Error from server (ServiceUnavailable): the server is currently unable to handle it")
+
+
+def test_metrics_checks_fail_at_once_when_metrics_server_is_scaled_to_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    from provisioner.checks import test_addons as checks
+
+    lab = type("Lab", (), {"k8s_nodes": {"master-1": "10.0.0.21"}})()
+    scaled_down = FakeKubectl("0")
+    _, problems = checks.metrics_answer(scaled_down, lab, "get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes")
+    assert scaled_down.calls == 2 and "ServiceUnavailable" in problems[0]
+    # With a replica asked for, the check waits for metrics-server (a rescheduled pod) before it fails.
+    monkeypatch.setattr(checks, "METRICS_WAIT", 0.2)
+    monkeypatch.setattr(checks.time, "sleep", lambda seconds: None)
+    running = FakeKubectl("1")
+    checks.metrics_answer(running, lab, "get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes")
+    assert running.calls > 2
