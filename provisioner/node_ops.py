@@ -37,7 +37,9 @@ def finished_lab(lab: LabDir, action: str, upgrade: bool = False) -> Plan:
     """The lab's plan, when every phase of `up` has run and no upgrade is under way (unless this is one)."""
     plan = load_lab(lab)
     state = load_state(lab)
-    missing = [p for p in phases_mod.PHASE_NAMES if p != "verify" and not state.is_done(p)]
+    missing = [
+        p.name for p in phases_mod.PHASES if p.name != "verify" and p.applies(plan) and not state.is_done(p.name)
+    ]
     if missing:
         raise LabError(
             f"lab '{plan.spec.name}' is not finished ({missing[0]} has not run): `kubelab up --name "

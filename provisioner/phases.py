@@ -51,6 +51,10 @@ class Phase(ABC):
     def run(self, ctx: LabContext) -> Outcome:
         """Do the phase's work on the lab; raise ProviderError when the machines cannot."""
 
+    def applies(self, plan: Plan) -> bool:
+        """Whether the phase has work on this lab: one that has none counts as done whether it ran or not."""
+        return True
+
 
 @dataclass(frozen=True)
 class MachinesPhase(Phase):
@@ -91,8 +95,11 @@ class PlaybookPhase(Phase):
 class AddonsPhase(PlaybookPhase):
     """The add-ons playbook, only when the lab has add-ons."""
 
+    def applies(self, plan: Plan) -> bool:
+        return bool(plan.spec.addons)
+
     def run(self, ctx: LabContext) -> Outcome:
-        if not ctx.plan.spec.addons:
+        if not self.applies(ctx.plan):
             return Outcome("none chosen")
         return super().run(ctx)
 

@@ -153,6 +153,21 @@ def test_an_unfinished_lab_is_finished_first(tmp_path: Path, monkeypatch: pytest
         node_ops.add(lab, workers=1, out=io.StringIO())
 
 
+def test_the_addons_phase_is_needed_only_by_a_lab_with_addons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `up --from packages --until cni` leaves addons (and verify) not done: a lab without add-ons is finished.
+    lab = finished_lab(tmp_path, monkeypatch)
+    state = load_state(lab)
+    state.forget(["addons", "verify"])
+    save_state(lab, state)
+    assert node_ops.finished_lab(lab, "add nodes").spec.name == "grow"
+    with_addons = finished_lab(tmp_path, monkeypatch, addons=["metrics-server"])
+    state = load_state(with_addons)
+    state.forget(["addons", "verify"])
+    save_state(with_addons, state)
+    with pytest.raises(LabError, match=r"not finished \(addons has not run\)"):
+        node_ops.finished_lab(with_addons, "add nodes")
+
+
 @pytest.mark.parametrize(
     ("names", "problem"),
     [
