@@ -12,7 +12,7 @@ lab: venv
 # module, about half of the run, goes on beside the others.
 test: venv host-deps
 	$(BIN)/ruff check provisioner tests bench playbooks
-	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --durations=25 tests
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -ra tests/unit tests/render

@@ -26,6 +26,9 @@ HOST_MINIMUMS = {
     "fs.inotify.max_user_watches": 524288,
 }
 HOST_SYSCTLS = (*HOST_MINIMUMS, "kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory")
+# Never lowered again: a NAT started on the host while a lab lived (a libvirt network, kubelab's own Vagrant labs,
+# Docker) needs forwarding too and cannot be told apart from the lab's; turning it off cut such a VM's DNS.
+KEPT_RAISED = frozenset({"net.ipv4.ip_forward"})
 SYSCTL_REGISTRY = Path("/run/kubelab/host-sysctls.json")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_SEARCH_DEPTH = 4  # e.g. memory/process_api/<session>/kubelab-LAB-NODE
@@ -83,14 +86,16 @@ def hold_host_sysctls(holder: str) -> None:
 
 
 def release_host_sysctls(holder: str) -> bool:
-    """Unregister a lab; when no live lab is left, restore the saved values. True if they were restored."""
+    """Unregister a lab; when no live lab is left, restore the saved values (forwarding stays on: KEPT_RAISED).
+    True if they were restored."""
     with _registry() as data:
         holders = [h for h in data["holders"] if h != holder and Path(h).exists()]  # type: ignore[union-attr]
         data["holders"] = holders
         if holders or not data["saved"]:
             return False
         for key, value in data["saved"].items():  # type: ignore[union-attr]
-            _sysctl_file(key).write_text(f"{value}\n")
+            if key not in KEPT_RAISED:
+                _sysctl_file(key).write_text(f"{value}\n")
         return True
 
 
