@@ -7,6 +7,8 @@ import shlex
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
@@ -21,6 +23,7 @@ LB_ADDRESS_WAIT, LB_ANSWER_WAIT = 60, 60
 LB_NAMESPACE, LB_NAME = "kubelab-verify-lb", "kubelab-lb"
 KUBELET_PORT = 10250
 CLUSTER_CA = "/etc/kubernetes/pki/ca.crt"
+T = TypeVar("T")
 # A TLS client as metrics-server is one: it trusts only the cluster CA and checks the certificate for the node's IP.
 TLS_PROBE = """
 import socket, ssl, sys
@@ -54,23 +57,33 @@ def scaled_to_zero(kubectl, namespace: str, deployment: str) -> bool:
     return result.rc == 0 and result.stdout.strip() == "0"
 
 
+def poll(attempt: Callable[[], T], done: Callable[[T], bool], wait: float, interval: float) -> T:
+    """Call `attempt` every `interval` s until `done` holds for its result or `wait` s are over; the last result."""
+    deadline = time.monotonic() + wait
+    while True:
+        result = attempt()
+        if done(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
 def metrics_answer(kubectl, lab, *args: str) -> tuple[str, list[str]]:
     """Run kubectl with `args` until it answers with no problem or METRICS_WAIT is over (at once when
     metrics-server is scaled to zero): (output, problems)."""
-    wait = 0 if scaled_to_zero(kubectl, "kube-system", "metrics-server") else METRICS_WAIT
-    deadline = time.monotonic() + wait
-    while True:
+
+    def attempt() -> tuple[str, list[str]]:
         result = kubectl.run(*args, check=False)
         if result.rc != 0:
-            problems = [f"`kubectl {' '.join(args)}` fails: {(result.stderr or result.stdout).strip()[:300]}"]
-        elif args[0] == "get":
-            problems = kubectl_json.node_metrics_problems(result.stdout, lab.k8s_nodes)
-        else:
-            pods = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
-            problems = [] if any(p.startswith("kube-apiserver-") for p in pods) else [f"no API server in {pods}"]
-        if not problems or time.monotonic() > deadline:
-            return result.stdout, problems
-        time.sleep(5)
+            return result.stdout, [
+                f"`kubectl {' '.join(args)}` fails: {(result.stderr or result.stdout).strip()[:300]}"
+            ]
+        if args[0] == "get":
+            return result.stdout, kubectl_json.node_metrics_problems(result.stdout, lab.k8s_nodes)
+        pods = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+        return result.stdout, [] if any(p.startswith("kube-apiserver-") for p in pods) else [f"no API server in {pods}"]
+
+    wait = 0 if scaled_to_zero(kubectl, "kube-system", "metrics-server") else METRICS_WAIT
+    return poll(attempt, lambda answer: not answer[1], wait, 5)
 
 
 @pytest.mark.phase("addons")
@@ -102,13 +115,12 @@ def lb_service(kubectl, lab):
         assert rolled.rc == 0, f"the LoadBalancer check's pod did not start: {rolled.stderr.strip()[:300]}"
         pods = kubectl.json("-n", LB_NAMESPACE, "get", "pods", "-l", f"app={LB_NAME}")["items"]
         wait = 0 if scaled_to_zero(kubectl, "metallb-system", "controller") else LB_ADDRESS_WAIT
-        deadline = time.monotonic() + wait
-        while True:
-            service = kubectl.json("-n", LB_NAMESPACE, "get", "service", LB_NAME)
-            address = kubectl_json.load_balancer_address(service)
-            if address is not None or time.monotonic() > deadline:
-                break
-            time.sleep(2)
+        address = poll(
+            lambda: kubectl_json.load_balancer_address(kubectl.json("-n", LB_NAMESPACE, "get", "service", LB_NAME)),
+            lambda found: found is not None,
+            wait,
+            2,
+        )
         yield {"address": address, "pods": {pod["metadata"]["name"] for pod in pods}}
     finally:
         kubectl.run("delete", "namespace", LB_NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
@@ -127,14 +139,14 @@ def test_load_balancer_service_answers_from_the_host(lb_service):
     address = lb_service["address"]
     assert address, "the LoadBalancer Service has no address to call"
     url = f"http://{address}:{manifests.SERVICE_PORT}/hostname"
-    deadline, answer = time.monotonic() + LB_ANSWER_WAIT, ""
-    while time.monotonic() < deadline:
+
+    def attempt() -> str:
         try:
             with urllib.request.urlopen(url, timeout=3) as response:
-                answer = response.read().decode().strip()
+                return response.read().decode().strip()
         except (OSError, urllib.error.URLError) as exc:
-            answer = f"no answer ({exc})"
-        if answer in lb_service["pods"]:
-            return
-        time.sleep(2)
-    pytest.fail(f"{url} from this host: {answer or 'nothing'}; expected one of {sorted(lb_service['pods'])}")
+            return f"no answer ({exc})"
+
+    answer = poll(attempt, lambda text: text in lb_service["pods"], LB_ANSWER_WAIT, 2)
+    expected = sorted(lb_service["pods"])
+    assert answer in lb_service["pods"], f"{url} from this host: {answer or 'nothing'}; expected one of {expected}"
