@@ -1,8 +1,9 @@
 """Building upstream programs from Go modules: the wrapper module and the version stamps.
 
 Modules such as ``k8s.io/kubernetes`` replace their siblings with relative paths, and replaces apply only in the
-main module; so kubelab builds from a generated wrapper module that requires the component and replaces each
-sibling with its published version. The functions are pure: ``go mod edit -json`` output in, text out.
+main module; so kubelab builds from a generated wrapper module that requires the component, replaces each
+sibling with its published version and states again the component's replaces by other modules (forks, as
+Traefik's). The functions are pure: ``go mod edit -json`` output in, text out.
 """
 
 from __future__ import annotations
@@ -46,20 +47,33 @@ def sibling_replaces(requirement: Requirement) -> dict[str, str]:
     return found
 
 
+def module_replaces(requirement: Requirement) -> dict[str, str]:
+    """Module -> ``path version`` for every replace of the component by a published module (a fork, a pin)."""
+    found: dict[str, str] = {}
+    for entry in _entries(requirement.gomod, "Replace"):
+        old, new = entry.get("Old") or {}, entry.get("New") or {}
+        if new.get("Version"):  # type: ignore[union-attr]
+            module = " ".join(str(old[key]) for key in ("Path", "Version") if old.get(key))  # type: ignore[union-attr]
+            found[module] = f"{new['Path']} {new['Version']}"  # type: ignore[index]
+    return found
+
+
 def wrapper_gomod(requirements: Iterable[Requirement], go_version: str, pinned: Mapping[str, str] | None = None) -> str:
-    """go.mod of the wrapper module: require every component, replace each sibling with its published version
-    and each ``pinned`` module with the version given; a sibling named at two versions is an error."""
+    """go.mod of the wrapper module: require every component, replace each sibling with its published version,
+    keep each component's replaces by published modules and replace each ``pinned`` module with the version
+    given; a module replaced by two different targets is an error."""
     requirements = list(requirements)
-    replaces: dict[str, str] = dict(pinned or {})
+    replaces = {module: f"{module} {version}" for module, version in (pinned or {}).items()}
     for requirement in requirements:
-        for module, version in sibling_replaces(requirement).items():
-            if replaces.setdefault(module, version) != version:
-                raise ValueError(f"{module} is wanted at {replaces[module]} and {version}")
+        wanted = {module: f"{module} {version}" for module, version in sibling_replaces(requirement).items()}
+        for module, target in (wanted | module_replaces(requirement)).items():
+            if replaces.setdefault(module, target) != target:
+                raise ValueError(f"{module} is wanted as {replaces[module]} and as {target}")
     lines = [f"module {WRAPPER_MODULE}", "", f"go {go_version}", ""]
     lines += [f"require {r.path} {r.version}" for r in sorted(requirements, key=lambda r: r.path)]
     if replaces:
         lines.append("")
-        lines += [f"replace {module} => {module} {version}" for module, version in sorted(replaces.items())]
+        lines += [f"replace {module} => {target}" for module, target in sorted(replaces.items())]
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ def requirement(path: str, version: str, sample: str) -> gobuild.Requirement:
 
 KUBERNETES = requirement("k8s.io/kubernetes", "v1.36.3", "gomod-kubernetes-v1.36.3.json")
 ETCD = requirement("go.etcd.io/etcd/server/v3", "v3.6.8", "gomod-etcd-server-v3.6.8.json")
+TRAEFIK = requirement("github.com/traefik/traefik/v3", "v3.6.12", "gomod-traefik-v3.6.12.json")
 
 
 def test_every_staging_module_is_replaced_by_its_published_v0_version() -> None:
@@ -51,7 +52,7 @@ def test_wrapper_gomod_requires_the_component_and_replaces_its_siblings() -> Non
 
 def test_two_components_wanting_one_sibling_at_two_versions_is_an_error() -> None:
     other = gobuild.Requirement("go.etcd.io/etcd/etcdctl/v3", "v3.6.9", ETCD.gomod)
-    with pytest.raises(ValueError, match=r"go.etcd.io/etcd/api/v3 is wanted at v3.6.8 and v3.6.9"):
+    with pytest.raises(ValueError, match=r"etcd/api/v3 is wanted as go.etcd.io/etcd/api/v3 v3.6.8 and as .* v3.6.9"):
         gobuild.wrapper_gomod([ETCD, other], "1.26.0")
 
 
@@ -88,3 +89,29 @@ def test_pinned_dependencies_are_replaced_in_the_wrapper() -> None:
     pinned = {"github.com/example/sdk": "v1.0.900"}
     text = gobuild.wrapper_gomod([ETCD], "1.24", pinned)
     assert "replace github.com/example/sdk => github.com/example/sdk v1.0.900" in text
+
+
+def test_a_components_replaces_by_forks_are_stated_again_in_the_wrapper() -> None:
+    """Replaces apply only in the main module: Traefik builds only with its three forks replaced in."""
+    text = gobuild.wrapper_gomod([TRAEFIK], "1.25.0")
+    assert "require github.com/traefik/traefik/v3 v3.6.12" in text.splitlines()
+    assert "replace github.com/gorilla/mux => github.com/containous/mux v0.0.0-20250523120546-41b6ec3aed59" in text
+    assert text.count("=> github.com/containous/") == 3
+    assert gobuild.module_replaces(KUBERNETES) == {}  # its replaces are all local paths
+
+
+def test_a_module_replaced_by_two_targets_is_an_error() -> None:
+    other = gobuild.Requirement(
+        "example.com/other",
+        "v1.0.0",
+        {
+            "Replace": [
+                {
+                    "Old": {"Path": "github.com/gorilla/mux"},
+                    "New": {"Path": "github.com/gorilla/mux", "Version": "v1.8.1"},
+                }
+            ]
+        },
+    )
+    with pytest.raises(ValueError, match=r"github.com/gorilla/mux is wanted as github.com/containous/mux"):
+        gobuild.wrapper_gomod([TRAEFIK, other], "1.25.0")
