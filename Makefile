@@ -8,11 +8,11 @@ BIN = $(VENV)/bin
 lab: venv
 	$(BIN)/kubelab up
 
-# Two pytest-xdist workers, each taking one test file at a time (a module's lab serves all of its tests): the HA
-# module, about half of the run, goes on beside the others.
+# Two pytest-xdist workers, each taking one test file at a time (a module's lab serves all of its tests), the
+# longest files first (tests/conftest.py): the HA module, about half of the run, goes on beside the others.
 test: venv host-deps
 	$(BIN)/ruff check provisioner tests bench playbooks
-	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --durations=25 tests
+	$(BIN)/python -m pytest -q -ra -n 2 --dist loadfile --no-loadscope-reorder --durations=25 tests
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -ra tests/unit tests/render
