@@ -55,6 +55,7 @@ METRICS_SERVER_MODULE = "sigs.k8s.io/metrics-server"
 METALLB_MODULE = "go.universe.tf/metallb"
 METALLB_MANIFEST = "config/manifests/metallb-native.yaml"  # in the module: L2 and BGP without FRR
 METRICS_SERVER_REPOSITORY = "registry.k8s.io/metrics-server/metrics-server"
+TRAEFIK_MODULE = "github.com/traefik/traefik/v3"
 LOCAL_REGISTRY = "kubelab.local"  # images kubelab builds that have no upstream image of the same source
 
 
@@ -248,6 +249,27 @@ def metallb_recipes(version: str) -> list[ImageRecipe]:
         ImageRecipe(f"quay.io/metallb/{name}:{version}", {name: ("metallb", name)}, entrypoint=(f"/{name}",))
         for name in ("controller", "speaker")
     ]
+
+
+def traefik(version: str, build_date: str) -> Component:
+    """Traefik as its Makefile builds it: static, version, codename and build date stamped in its version package.
+    Its web UI is not in the module (webui/static holds a placeholder): the lab's Traefik has no dashboard."""
+    stamp = f"{TRAEFIK_MODULE}/pkg/version"
+    return Component(
+        "traefik",
+        (TRAEFIK_MODULE,),
+        version,
+        (Program("traefik", f"{TRAEFIK_MODULE}/cmd/traefik"),),
+        ldflags=(f"-X {stamp}.Version={version.lstrip('v')}", f"-X {stamp}.BuildDate={build_date}"),
+    )
+
+
+def traefik_recipe(version: str) -> ImageRecipe:
+    """Traefik's image: /traefik on an empty base (the official one adds Alpine with CA certificates and time
+    zones, which routes to plain-HTTP Services do not use); the addons role's manifest sets the user."""
+    return ImageRecipe(
+        f"docker.io/library/traefik:{version}", {"traefik": ("traefik", "traefik")}, entrypoint=("/traefik",)
+    )
 
 
 def etcd_module_version(tag: str) -> str:

@@ -37,9 +37,11 @@ CNIS: tuple[str, ...] = ("calico", "flannel", "cilium", "weave", "none")
 # Add-ons (`--addons`, the addons phase after cni): name -> version of what kubelab installs.
 # metrics-server v0.8.0: the newest release the Go module proxy approves (v0.8.1 and v0.9.x are listed but not
 # approved releases), so that `kubelab artifacts build` can make its image. lb-services is MetalLB in L2 mode:
-# v0.15.2, a release the proxy serves (go.universe.tf/metallb), with its native manifest in the module.
-ADDON_VERSIONS: dict[str, str] = {"metrics-server": "v0.8.0", "lb-services": "v0.15.2"}
-ADDON_PROJECTS: dict[str, str] = {"lb-services": "MetalLB"}  # an add-on named by its job, not its project
+# v0.15.2, a release the proxy serves (go.universe.tf/metallb), with its native manifest in the module. ingress is
+# Traefik v3.6.12 (github.com/traefik/traefik/v3, served): maintained, one Go program (README "Add-ons").
+ADDON_VERSIONS: dict[str, str] = {"metrics-server": "v0.8.0", "lb-services": "v0.15.2", "ingress": "v3.6.12"}
+# Add-ons named by their job, not their project.
+ADDON_PROJECTS: dict[str, str] = {"lb-services": "MetalLB", "ingress": "Traefik"}
 # Add-ons a lab user asks for that kubelab cannot install yet, each with the reason (README "Add-ons").
 ADDONS_NOT_AVAILABLE: dict[str, str] = {
     "dashboard": (
@@ -47,7 +49,6 @@ ADDONS_NOT_AVAILABLE: dict[str, str] = {
         "(github.com/kubernetes-sigs/headlamp/backend) and the Kubernetes Dashboard's modules (k8s.io/dashboard/api, "
         "/auth, /web), every version"
     ),
-    "ingress": "kubelab has no Ingress controller yet",
 }
 ADDONS: tuple[str, ...] = (*ADDON_VERSIONS, *ADDONS_NOT_AVAILABLE)
 # kube-vip v1.0.0: the newest release the Go module proxy serves (v1.2.x is refused), so that

@@ -65,6 +65,7 @@ CNI_EXPECTED_IMAGES: dict[str, tuple[str, ...]] = {
 ADDON_IMAGES: dict[str, tuple[str, ...]] = {
     "metrics-server": ("registry.k8s.io/metrics-server/metrics-server:{v}",),
     "lb-services": ("quay.io/metallb/controller:{v}", "quay.io/metallb/speaker:{v}"),
+    "ingress": ("docker.io/library/traefik:{v}",),
 }
 # The release manifest of each add-on that kubelab applies as upstream ships it (file name, official URL); the
 # others' manifests are the addons role's own templates.

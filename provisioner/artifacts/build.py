@@ -387,14 +387,17 @@ def build(request: BuildRequest, printer: Callable[[str], None] = print) -> Buil
     metrics_version = versions.ADDON_VERSIONS["metrics-server"]
     metrics_module_time = builder.module_time(buildrecipes.METRICS_SERVER_MODULE, metrics_version)
     metrics_server = buildrecipes.metrics_server(metrics_version, metrics_module_time)
+    traefik_version = versions.ADDON_VERSIONS["ingress"]
+    traefik_module_time = builder.module_time(buildrecipes.TRAEFIK_MODULE, traefik_version)
     independent = [
         buildrecipes.cni_plugins(),
         buildrecipes.cri_tools(),
         buildrecipes.containerd(request.containerd_version),
         buildrecipes.runc(versions.RUNC_VERSION),
         buildrecipes.kube_vip(versions.KUBE_VIP_VERSION),  # small: every folder serves --lb kube-vip too
-        metrics_server,  # every folder serves --addons metrics-server and lb-services too
+        metrics_server,  # every folder serves every add-on too
         buildrecipes.metallb(versions.ADDON_VERSIONS["lb-services"]),
+        buildrecipes.traefik(traefik_version, traefik_module_time),
     ]
     if request.cni == "flannel":
         independent += [buildrecipes.flannel(versions.CNI_VERSIONS["flannel"]), buildrecipes.flannel_cni_plugin()]
@@ -417,6 +420,7 @@ def build(request: BuildRequest, printer: Callable[[str], None] = print) -> Buil
     recipes.append(buildrecipes.metrics_server_recipe(metrics_version))
     metallb_version = versions.ADDON_VERSIONS["lb-services"]
     recipes += buildrecipes.metallb_recipes(metallb_version)
+    recipes.append(buildrecipes.traefik_recipe(traefik_version))
     metallb_source = builder.module_dir(buildrecipes.METALLB_MODULE, metallb_version) / buildrecipes.METALLB_MANIFEST
     manifests = [
         FolderManifest(

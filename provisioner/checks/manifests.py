@@ -231,3 +231,17 @@ def allow_ingress_from_namespace(name: str, ns: str, app: str, from_ns: str) -> 
             ],
         },
     }
+
+
+def ingress(name: str, ns: str, host: str, path: str) -> dict[str, Any]:
+    """An Ingress of the cluster's default class (no ingressClassName): requests for `host` whose path starts with
+    `path` go to port 80 of the Service NAME."""
+    backend = {"service": {"name": name, "port": {"number": SERVICE_PORT}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "rules": [{"host": host, "http": {"paths": [{"path": path, "pathType": "Prefix", "backend": backend}]}}]
+        },
+    }

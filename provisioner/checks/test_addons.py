@@ -21,6 +21,12 @@ METRICS_WAIT = 90
 # speaker announces it by ARP a moment after the controller assigned it).
 LB_ADDRESS_WAIT, LB_ANSWER_WAIT = 60, 60
 LB_NAMESPACE, LB_NAME = "kubelab-verify-lb", "kubelab-lb"
+# The Ingress check's route: a host and a path prefix, and the Ingress controller's Service (addons role).
+INGRESS_NAMESPACE, INGRESS_NAME = "kubelab-verify-ingress", "kubelab-ingress"
+INGRESS_HOST, OTHER_HOST, INGRESS_PATH = "verify.kubelab.test", "other.kubelab.test", "/hostname"
+TRAEFIK_NAMESPACE, TRAEFIK_NAME = "traefik", "traefik"
+# How long a new Ingress may take to be routed (Traefik watches Ingresses; its pod may also be rescheduled).
+INGRESS_WAIT = 90
 KUBELET_PORT = 10250
 CLUSTER_CA = "/etc/kubernetes/pki/ca.crt"
 T = TypeVar("T")
@@ -150,3 +156,69 @@ def test_load_balancer_service_answers_from_the_host(lb_service):
     answer = poll(attempt, lambda text: text in lb_service["pods"], LB_ANSWER_WAIT, 2)
     expected = sorted(lb_service["pods"])
     assert answer in lb_service["pods"], f"{url} from this host: {answer or 'nothing'}; expected one of {expected}"
+
+
+def http_get(url: str, host: str | None = None) -> tuple[int, str]:
+    """(status, body) of a GET, with another Host header when given; (0, the error) when nothing answers."""
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:
+            return response.status, response.read().decode().strip()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except (OSError, urllib.error.URLError) as exc:
+        return 0, f"no answer ({exc})"
+
+
+def ingress_controller_url(kubectl, lab) -> str:
+    """Where the host reaches the Ingress controller: its LoadBalancer address (lab with lb-services), else the
+    node port of its web port on a node."""
+    service = kubectl.json("-n", TRAEFIK_NAMESPACE, "get", "service", TRAEFIK_NAME)
+    address = kubectl_json.load_balancer_address(service)
+    if address:
+        return f"http://{address}"
+    node_port = next(p["nodePort"] for p in service["spec"]["ports"] if p["name"] == "web")
+    return f"http://{next(iter(lab.k8s_nodes.values()))}:{node_port}"
+
+
+@pytest.fixture(scope="module")
+def ingress_route(kubectl, lab):
+    """A netexec Deployment behind a Service and an Ingress for INGRESS_HOST and INGRESS_PATH; yields the
+    controller's URL, the pod names that may answer and how long to wait for the route (nothing when Traefik is
+    scaled to zero). Removed again afterwards."""
+    needs_addon(lab, "ingress")
+    kubectl.run("delete", "namespace", INGRESS_NAMESPACE, "--ignore-not-found", "--timeout=120s")
+    try:
+        kubectl.apply(manifests.namespace(INGRESS_NAMESPACE))
+        kubectl.apply(manifests.deployment(INGRESS_NAME, INGRESS_NAMESPACE, 1))
+        kubectl.apply(manifests.service(INGRESS_NAME, INGRESS_NAMESPACE, {"app": INGRESS_NAME}))
+        kubectl.apply(manifests.ingress(INGRESS_NAME, INGRESS_NAMESPACE, INGRESS_HOST, INGRESS_PATH))
+        rolled = kubectl.run(
+            "-n", INGRESS_NAMESPACE, "rollout", "status", f"deployment/{INGRESS_NAME}", "--timeout=180s"
+        )
+        assert rolled.rc == 0, f"the Ingress check's pod did not start: {rolled.stderr.strip()[:300]}"
+        pods = kubectl.json("-n", INGRESS_NAMESPACE, "get", "pods", "-l", f"app={INGRESS_NAME}")["items"]
+        wait = 0 if scaled_to_zero(kubectl, TRAEFIK_NAMESPACE, TRAEFIK_NAME) else INGRESS_WAIT
+        url = ingress_controller_url(kubectl, lab)
+        yield {"url": url, "pods": {pod["metadata"]["name"] for pod in pods}, "wait": wait}
+    finally:
+        kubectl.run("delete", "namespace", INGRESS_NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
+
+
+@pytest.mark.phase("addons")
+def test_ingress_routes_its_host_and_path_to_the_service(ingress_route):
+    url = ingress_route["url"] + INGRESS_PATH
+    status, answer = poll(
+        lambda: http_get(url, INGRESS_HOST), lambda got: got[1] in ingress_route["pods"], ingress_route["wait"], 2
+    )
+    expected = sorted(ingress_route["pods"])
+    assert answer in ingress_route["pods"], (
+        f"{url} for host {INGRESS_HOST} from this host: {status} {answer or 'nothing'}; expected one of {expected}"
+    )
+
+
+@pytest.mark.phase("addons")
+def test_ingress_route_answers_only_for_its_host(ingress_route):
+    url = ingress_route["url"] + INGRESS_PATH
+    status, answer = poll(lambda: http_get(url, OTHER_HOST), lambda got: got[0] != 0, ingress_route["wait"], 2)
+    assert status == 404, f"{url} for host {OTHER_HOST}: {status} {answer[:200]}; expected 404 from the controller"

@@ -5,7 +5,8 @@ cached), every node Ready on its private IP; then a second lab of the same setti
 reaches the same verified state (same verify results, package versions, binaries, images and files under /etc,
 /opt and /usr on each node) and is destroyed; then the add-ons: metrics-server answers `kubectl top` for every
 node from kubelets serving certificates of the cluster CA, MetalLB gives a LoadBalancer Service an address of the
-pool that answers from the host, and verify's add-on checks fail while their add-on is scaled to zero; then the
+pool that answers from the host, Traefik (itself behind such an address) routes an Ingress's host and path from the
+host, and verify's add-on checks fail while their add-on is scaled to zero; then the
 day-2 commands:
 `node add` of a worker, `node remove` of the first one (held up by a PodDisruptionBudget first; the new one
 keeps its name and address), and `reset` followed by `up`, which builds a new cluster on the same machines.
@@ -56,7 +57,7 @@ def up_flags(lab: ClusterLab, name: str = NAME, subnet: str = SUBNET) -> list[st
     return [
         *("--provider", "local", "--name", name, "--node-subnet", subnet),
         *("--masters", "1", "--workers", "1", "--lb", "none", "--cni", CNI),
-        *("--addons", "metrics-server,lb-services"),
+        *("--addons", "metrics-server,lb-services,ingress"),
         *("--service-cidr", SERVICE_CIDR, "--api-port", API_PORT),
         *("--artifacts", str(lab.folder), "--k8s-version", lab.version),
     ]
@@ -133,7 +134,8 @@ def test_metrics_server_answers_kubectl_top_from_kubelets_with_certificates_of_t
     lab: ClusterLab,
 ) -> None:
     addons = [row for row in verify_results(lab, NAME) if row[0] == "addons"]
-    assert len(addons) == 6 and all(row[3] == "passed" for row in addons), addons  # 2 kubelets, 2 metrics, 2 LB
+    # 2 kubelets, 2 metrics, 2 LoadBalancer and 2 Ingress checks
+    assert len(addons) == 8 and all(row[3] == "passed" for row in addons), addons
     top = lab.kubectl("top", "nodes", "--no-headers")
     assert top.returncode == 0, top.stderr
     assert sorted(line.split()[0] for line in top.stdout.splitlines()) == ["master-1", "worker-1"]
@@ -150,6 +152,7 @@ def test_metrics_server_answers_kubectl_top_from_kubelets_with_certificates_of_t
 ADDON_DEPLOYMENTS = {
     "kube-system": ("metrics-server", "k8s-app=metrics-server"),
     "metallb-system": ("controller", "app=metallb,component=controller"),
+    "traefik": ("traefik", "app.kubernetes.io/name=traefik"),
 }
 
 
@@ -168,7 +171,7 @@ def test_verifys_addon_checks_fail_while_their_addons_are_scaled_to_zero(lab: Cl
         assert failed.returncode == 1, failed.stdout[-2000:] + failed.stderr[-2000:]
         rows = verify_results(lab, NAME)
         lab_wide = {row[2] for row in rows if row[1] == "lab"}
-        assert len(lab_wide) == 4 and all(row[3] == "failed" for row in rows if row[1] == "lab"), rows
+        assert len(lab_wide) == 6 and all(row[3] == "failed" for row in rows if row[1] == "lab"), rows
         assert {(row[1], row[3]) for row in rows if row[1] != "lab"} == {("master-1", "passed"), ("worker-1", "passed")}
     finally:
         scale(1)

@@ -67,6 +67,11 @@ def test_plan_lists_the_addons_with_their_versions_and_the_load_balancer_pool() 
     assert "add-ons        none" in describe(make_plan(spec()))
 
 
+def test_the_plan_names_traefik_as_the_ingress_controller() -> None:
+    text = describe(make_plan(spec(addons=["ingress"])))
+    assert f"add-ons        ingress (Traefik {versions.ADDON_VERSIONS['ingress']})" in text
+
+
 def test_lb_services_needs_room_for_its_pool_after_the_last_worker() -> None:
     assert make_plan(spec(addons=["lb-services"], workers=169)).lb_services_range
     with pytest.raises(SpecError, match="has no room for them: use fewer workers"):
@@ -100,7 +105,10 @@ def test_the_folder_needs_the_images_and_release_manifest_of_each_chosen_addon()
     assert needed(("lb-services",), "manifest")["metallb-native.yaml"] == (
         f"https://raw.githubusercontent.com/metallb/metallb/{metallb}/config/manifests/metallb-native.yaml"
     )
-    assert not ({metrics_image} | metallb_images) & set(needed((), "image"))
+    traefik_image = f"docker.io/library/traefik:{versions.ADDON_VERSIONS['ingress']}"
+    assert traefik_image in needed(("ingress",), "image")
+    assert needed(("ingress",), "manifest") == needed((), "manifest")  # the addons role writes its manifest
+    assert not ({metrics_image, traefik_image} | metallb_images) & set(needed((), "image"))
     assert "metallb-native.yaml" not in needed(("metrics-server",), "manifest")
 
 
@@ -124,6 +132,29 @@ def test_metallb_images_hold_controller_and_speaker_of_one_static_build() -> Non
     recipes = {r.reference: r for r in buildrecipes.metallb_recipes("v0.15.2")}
     assert recipes["quay.io/metallb/speaker:v0.15.2"].binaries == {"speaker": ("metallb", "speaker")}
     assert recipes["quay.io/metallb/controller:v0.15.2"].entrypoint == ("/controller",)
+
+
+def test_traefik_is_built_static_with_its_version_stamps_and_runs_as_its_own_program() -> None:
+    component = buildrecipes.traefik("v3.6.12", "2026-03-01T00:00:00Z")
+    assert component.modules == ("github.com/traefik/traefik/v3",) and not component.cgo
+    assert component.programs[0].package == "github.com/traefik/traefik/v3/cmd/traefik"
+    assert "-X github.com/traefik/traefik/v3/pkg/version.Version=3.6.12" in component.ldflags
+    assert "-X github.com/traefik/traefik/v3/pkg/version.BuildDate=2026-03-01T00:00:00Z" in component.ldflags
+    recipe = buildrecipes.traefik_recipe("v3.6.12")
+    assert recipe.reference == "docker.io/library/traefik:v3.6.12"
+    assert (recipe.binaries, recipe.entrypoint) == ({"traefik": ("traefik", "traefik")}, ("/traefik",))
+
+
+def test_the_check_ingress_routes_one_host_and_path_prefix_of_the_default_class() -> None:
+    from provisioner.checks import manifests
+
+    document = manifests.ingress("web", "ns", "web.example.test", "/hostname")
+    assert "ingressClassName" not in document["spec"]  # the default IngressClass (addons role) takes it
+    (rule,) = document["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert rule["host"] == "web.example.test"
+    assert (path["path"], path["pathType"]) == ("/hostname", "Prefix")
+    assert path["backend"] == {"service": {"name": "web", "port": {"number": manifests.SERVICE_PORT}}}
 
 
 def test_the_addons_phase_runs_no_playbook_for_a_lab_without_addons(tmp_path: Path) -> None:
@@ -287,3 +318,24 @@ def test_metrics_checks_fail_at_once_when_metrics_server_is_scaled_to_zero(monke
     running = FakeKubectl("1")
     checks.metrics_answer(running, lab, "get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes")
     assert running.calls > 2
+
+
+def test_the_ingress_check_calls_traefik_at_its_pool_address_or_else_its_node_port() -> None:
+    from provisioner.checks import test_addons as checks
+
+    def service(kind: str, status: dict) -> dict:
+        ports = [{"name": "web", "port": 80, "nodePort": 31080}, {"name": "websecure", "port": 443, "nodePort": 31443}]
+        return {"spec": {"type": kind, "ports": ports}, "status": status}
+
+    class Kubectl:
+        def __init__(self, document: dict) -> None:
+            self.document = document
+
+        def json(self, *args: str) -> dict:
+            assert args == ("-n", "traefik", "get", "service", "traefik")
+            return self.document
+
+    lab = type("Lab", (), {"k8s_nodes": {"master-1": "10.77.5.21", "worker-1": "10.77.5.31"}})()
+    pooled = service("LoadBalancer", {"loadBalancer": {"ingress": [{"ip": "10.77.5.200"}]}})
+    assert checks.ingress_controller_url(Kubectl(pooled), lab) == "http://10.77.5.200"
+    assert checks.ingress_controller_url(Kubectl(service("NodePort", {})), lab) == "http://10.77.5.21:31080"

@@ -1,7 +1,11 @@
-"""metrics-server and MetalLB installed by the addons role on a one-master cluster: kubelab's shipped add-on checks."""
+"""metrics-server, MetalLB and Traefik installed by the addons role on a one-master cluster: kubelab's shipped
+add-on checks."""
 
-from provisioner.checks.test_addons import (  # noqa: F401 (collected here; lb_service: their Service)
+from provisioner.checks.test_addons import (  # noqa: F401 (collected here; lb_service, ingress_route: their fixtures)
+    ingress_route,
     lb_service,
+    test_ingress_route_answers_only_for_its_host,
+    test_ingress_routes_its_host_and_path_to_the_service,
     test_kubelet_serves_a_certificate_of_the_cluster_ca,
     test_load_balancer_service_answers_from_the_host,
     test_load_balancer_service_gets_an_address_of_the_pool,
