@@ -73,6 +73,18 @@ def poll(attempt: Callable[[], T], done: Callable[[T], bool], wait: float, inter
         time.sleep(interval)
 
 
+def http_get(url: str, host: str | None = None) -> tuple[int, str]:
+    """(status, body) of a GET, with another Host header when given; (0, the error) when nothing answers."""
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:
+            return response.status, response.read().decode().strip()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except (OSError, urllib.error.URLError) as exc:
+        return 0, f"no answer ({exc})"
+
+
 def metrics_answer(kubectl, lab, *args: str) -> tuple[str, list[str]]:
     """Run kubectl with `args` until it answers with no problem or METRICS_WAIT is over (at once when
     metrics-server is scaled to zero): (output, problems)."""
@@ -145,29 +157,9 @@ def test_load_balancer_service_answers_from_the_host(lb_service):
     address = lb_service["address"]
     assert address, "the LoadBalancer Service has no address to call"
     url = f"http://{address}:{manifests.SERVICE_PORT}/hostname"
-
-    def attempt() -> str:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as response:
-                return response.read().decode().strip()
-        except (OSError, urllib.error.URLError) as exc:
-            return f"no answer ({exc})"
-
-    answer = poll(attempt, lambda text: text in lb_service["pods"], LB_ANSWER_WAIT, 2)
+    status, answer = poll(lambda: http_get(url), lambda got: got[1] in lb_service["pods"], LB_ANSWER_WAIT, 2)
     expected = sorted(lb_service["pods"])
-    assert answer in lb_service["pods"], f"{url} from this host: {answer or 'nothing'}; expected one of {expected}"
-
-
-def http_get(url: str, host: str | None = None) -> tuple[int, str]:
-    """(status, body) of a GET, with another Host header when given; (0, the error) when nothing answers."""
-    request = urllib.request.Request(url, headers={"Host": host} if host else {})
-    try:
-        with urllib.request.urlopen(request, timeout=3) as response:
-            return response.status, response.read().decode().strip()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except (OSError, urllib.error.URLError) as exc:
-        return 0, f"no answer ({exc})"
+    assert answer in lb_service["pods"], f"{url} from this host: {status} {answer or 'nothing'}; expected {expected}"
 
 
 def ingress_controller_url(kubectl, lab) -> str:

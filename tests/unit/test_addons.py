@@ -339,3 +339,31 @@ def test_the_ingress_check_calls_traefik_at_its_pool_address_or_else_its_node_po
     pooled = service("LoadBalancer", {"loadBalancer": {"ingress": [{"ip": "10.77.5.200"}]}})
     assert checks.ingress_controller_url(Kubectl(pooled), lab) == "http://10.77.5.200"
     assert checks.ingress_controller_url(Kubectl(service("NodePort", {})), lab) == "http://10.77.5.21:31080"
+
+
+def test_http_get_gives_the_status_and_body_or_what_kept_anything_from_answering() -> None:
+    import http.server
+
+    from provisioner.checks import test_addons as checks
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            known = self.headers["Host"] == "web.example.test"
+            self.send_response(200 if known else 404)
+            self.end_headers()
+            self.wfile.write(b"pod-a\n" if known else b"unknown host")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hostname"
+        assert checks.http_get(url, "web.example.test") == (200, "pod-a")
+        assert checks.http_get(url, "other.example.test") == (404, "")
+    finally:
+        server.shutdown()
+        server.server_close()
+    status, error = checks.http_get(url)
+    assert status == 0 and error.startswith("no answer")
