@@ -252,8 +252,8 @@ def metallb_recipes(version: str) -> list[ImageRecipe]:
 
 
 def traefik(version: str, build_date: str) -> Component:
-    """Traefik as its Makefile builds it: static, version, codename and build date stamped in its version package.
-    Its web UI is not in the module (webui/static holds a placeholder): the lab's Traefik has no dashboard."""
+    """Traefik as its Makefile builds it: static, version and build date stamped in its version package (the codename
+    is the source's own). Its web UI is not in the module (webui/static holds a placeholder): no dashboard."""
     stamp = f"{TRAEFIK_MODULE}/pkg/version"
     return Component(
         "traefik",
