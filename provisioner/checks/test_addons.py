@@ -7,8 +7,9 @@ import shlex
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import pytest
 
@@ -118,20 +119,33 @@ def test_top_pods_answers_for_the_system_pods(kubectl, lab):
     assert not problems, "; ".join(problems)
 
 
+@contextmanager
+def netexec_app(
+    kubectl, ns: str, name: str, check: str, *extra: dict[str, Any], kind: str = "ClusterIP"
+) -> Iterator[set[str]]:
+    """A netexec Deployment behind a Service of `kind` (and the `extra` objects) in a new namespace; yields the
+    names of the pods that may answer once it rolled out, and removes the namespace afterwards."""
+    kubectl.run("delete", "namespace", ns, "--ignore-not-found", "--timeout=120s")
+    try:
+        kubectl.apply(manifests.namespace(ns))
+        kubectl.apply(manifests.deployment(name, ns, 1))
+        kubectl.apply(manifests.service(name, ns, {"app": name}, kind=kind))
+        for document in extra:
+            kubectl.apply(document)
+        rolled = kubectl.run("-n", ns, "rollout", "status", f"deployment/{name}", "--timeout=180s")
+        assert rolled.rc == 0, f"the {check} check's pod did not start: {rolled.stderr.strip()[:300]}"
+        yield {pod["metadata"]["name"] for pod in kubectl.json("-n", ns, "get", "pods", "-l", f"app={name}")["items"]}
+    finally:
+        kubectl.run("delete", "namespace", ns, "--ignore-not-found", "--wait=false", check=False)
+
+
 @pytest.fixture(scope="module")
 def lb_service(kubectl, lab):
     """A netexec Deployment behind a new Service of type LoadBalancer; yields the address it got (None when it got
     none within LB_ADDRESS_WAIT, or at once with MetalLB's controller scaled to zero) and the pod names that may
     answer. Removed again afterwards."""
     needs_addon(lab, "lb-services")
-    kubectl.run("delete", "namespace", LB_NAMESPACE, "--ignore-not-found", "--timeout=120s")
-    try:
-        kubectl.apply(manifests.namespace(LB_NAMESPACE))
-        kubectl.apply(manifests.deployment(LB_NAME, LB_NAMESPACE, 1))
-        kubectl.apply(manifests.service(LB_NAME, LB_NAMESPACE, {"app": LB_NAME}, kind="LoadBalancer"))
-        rolled = kubectl.run("-n", LB_NAMESPACE, "rollout", "status", f"deployment/{LB_NAME}", "--timeout=180s")
-        assert rolled.rc == 0, f"the LoadBalancer check's pod did not start: {rolled.stderr.strip()[:300]}"
-        pods = kubectl.json("-n", LB_NAMESPACE, "get", "pods", "-l", f"app={LB_NAME}")["items"]
+    with netexec_app(kubectl, LB_NAMESPACE, LB_NAME, "LoadBalancer", kind="LoadBalancer") as pods:
         wait = 0 if scaled_to_zero(kubectl, "metallb-system", "controller") else LB_ADDRESS_WAIT
         address = poll(
             lambda: kubectl_json.load_balancer_address(kubectl.json("-n", LB_NAMESPACE, "get", "service", LB_NAME)),
@@ -139,9 +153,7 @@ def lb_service(kubectl, lab):
             wait,
             2,
         )
-        yield {"address": address, "pods": {pod["metadata"]["name"] for pod in pods}}
-    finally:
-        kubectl.run("delete", "namespace", LB_NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
+        yield {"address": address, "pods": pods}
 
 
 @pytest.mark.phase("addons")
@@ -179,22 +191,10 @@ def ingress_route(kubectl, lab):
     controller's URL, the pod names that may answer and how long to wait for the route (nothing when Traefik is
     scaled to zero). Removed again afterwards."""
     needs_addon(lab, "ingress")
-    kubectl.run("delete", "namespace", INGRESS_NAMESPACE, "--ignore-not-found", "--timeout=120s")
-    try:
-        kubectl.apply(manifests.namespace(INGRESS_NAMESPACE))
-        kubectl.apply(manifests.deployment(INGRESS_NAME, INGRESS_NAMESPACE, 1))
-        kubectl.apply(manifests.service(INGRESS_NAME, INGRESS_NAMESPACE, {"app": INGRESS_NAME}))
-        kubectl.apply(manifests.ingress(INGRESS_NAME, INGRESS_NAMESPACE, INGRESS_HOST, INGRESS_PATH))
-        rolled = kubectl.run(
-            "-n", INGRESS_NAMESPACE, "rollout", "status", f"deployment/{INGRESS_NAME}", "--timeout=180s"
-        )
-        assert rolled.rc == 0, f"the Ingress check's pod did not start: {rolled.stderr.strip()[:300]}"
-        pods = kubectl.json("-n", INGRESS_NAMESPACE, "get", "pods", "-l", f"app={INGRESS_NAME}")["items"]
+    route = manifests.ingress(INGRESS_NAME, INGRESS_NAMESPACE, INGRESS_HOST, INGRESS_PATH)
+    with netexec_app(kubectl, INGRESS_NAMESPACE, INGRESS_NAME, "Ingress", route) as pods:
         wait = 0 if scaled_to_zero(kubectl, TRAEFIK_NAMESPACE, TRAEFIK_NAME) else INGRESS_WAIT
-        url = ingress_controller_url(kubectl, lab)
-        yield {"url": url, "pods": {pod["metadata"]["name"] for pod in pods}, "wait": wait}
-    finally:
-        kubectl.run("delete", "namespace", INGRESS_NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
+        yield {"url": ingress_controller_url(kubectl, lab), "pods": pods, "wait": wait}
 
 
 @pytest.mark.phase("addons")
